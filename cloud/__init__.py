@@ -1,0 +1,1 @@
+"""The cloud service: event intake, work orders and SLAs, device ledger, users, dashboard."""

@@ -1,0 +1,1 @@
+"""The gateway agent: MQTT in, validation, detection, durable outbox, forwarding to the cloud."""

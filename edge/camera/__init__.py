@@ -1,0 +1,1 @@
+"""Thrown-object detection on camera video (OpenCV), its evaluation and its command."""

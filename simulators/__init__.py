@@ -1,0 +1,1 @@
+"""Simulators: a whole estate over MQTT, CSV replay, camera clips, with ground truth."""
