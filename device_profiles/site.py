@@ -99,6 +99,9 @@ class MqttConfig(_Strict):
     key_file: str | None = None
     session_expiry: Duration = 86400.0
     qos: Literal[0, 1] = 1
+    protocol: Literal["v5", "v311"] = "v5"
+    """MQTT 5 by default; ``v311`` (persistent session via clean_session=False) for brokers
+    without MQTT 5, such as the demo's embedded broker."""
     shared_group: str | None = None
     """Subscribe through ``$share/{group}/...`` so several agents split the load."""
 
