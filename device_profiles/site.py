@@ -76,7 +76,10 @@ class EstateLayout(_Strict):
                 floor = 1 + (i - 1) % self.floors
                 out.append(
                     DeviceConfig(
-                        id=f"b{b}-meter-{i}", kind="smart_meter", building=bname, floor=floor,
+                        id=f"b{b}-meter-{i}",
+                        kind="smart_meter",
+                        building=bname,
+                        floor=floor,
                         params={"common_area": i == 1},
                     )
                 )

@@ -17,7 +17,10 @@ from gatehouse import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("gatehouse.demo", "run a simulated estate end to end on embedded defaults"),
-    "simulate": ("simulators.commands", "simulate devices: an estate over MQTT, a CSV replay, camera clips"),
+    "simulate": (
+        "simulators.commands",
+        "simulate devices: an estate over MQTT, a CSV replay, camera clips",
+    ),
     "edge": ("edge.commands", "run the gateway agent for one site"),
     "cloud": ("cloud.commands", "run the cloud service, manage its database, users and tokens"),
     "detect": ("edge.detect_command", "stream a CSV through a kind's detector chain"),
@@ -34,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gatehouse {__version__}")
     parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging level (default INFO)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -11,7 +11,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     skab = sub.add_parser(
         "skab", help="pump testbed benchmark (SKAB protocol: first 400 rows train, rest test)"
     )
-    skab.add_argument("dir", help="folder holding the labelled SKAB CSV files (searched recursively)")
+    skab.add_argument(
+        "dir", help="folder holding the labelled SKAB CSV files (searched recursively)"
+    )
     skab.add_argument("--json", action="store_true", help="print one JSON object")
     skab.set_defaults(_eval="edge.evaluation.skab")
     sc = sub.add_parser("scenarios", help="simulated fault scenarios with ground truth")

@@ -42,7 +42,9 @@ def ensure_debian_package(binary: str, package: str) -> str:
         _APT_UPDATED = True
     proc = subprocess.run(
         ["apt-get", "install", "-y", "-q", "--no-install-recommends", package],
-        env=env, capture_output=True, text=True,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     found = shutil.which(binary) or (binary if os.path.exists(binary) else None)
     if proc.returncode != 0 or not found:
@@ -131,7 +133,9 @@ def mosquitto(workdir: Path, extra_conf: str = "") -> Iterator[Mosquitto]:
 
 
 def _pg_admin_dsn() -> str:
-    return os.environ.get("GATEHOUSE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+    return os.environ.get(
+        "GATEHOUSE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
 
 
 def _start_private_postgres(workdir: Path) -> str:
@@ -151,12 +155,24 @@ def _start_private_postgres(workdir: Path) -> str:
         shutil.chown(workdir, "postgres")
     subprocess.run(
         [*run_as, str(bindir / "initdb"), "-D", str(datadir), "-U", user, "--auth=trust"],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     subprocess.run(
-        [*run_as, str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(workdir / "pg.log"),
-         "-o", f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1", "start", "-w"],
-        check=True, capture_output=True,
+        [
+            *run_as,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(datadir),
+            "-l",
+            str(workdir / "pg.log"),
+            "-o",
+            f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1",
+            "start",
+            "-w",
+        ],
+        check=True,
+        capture_output=True,
     )
     return f"postgresql://{user}@127.0.0.1:{port}/postgres"
 

@@ -29,8 +29,14 @@ def test_pump_profile_carries_the_testbed_channels() -> None:
     pump = load_profiles()["water_pump"]
     aliases = pump.field_by_alias()
     skab = [
-        "Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure",
-        "Temperature", "Thermocouple", "Voltage", "Volume Flow RateRMS",
+        "Accelerometer1RMS",
+        "Accelerometer2RMS",
+        "Current",
+        "Pressure",
+        "Temperature",
+        "Thermocouple",
+        "Voltage",
+        "Volume Flow RateRMS",
     ]
     assert [aliases[c.lower()] for c in skab] == list(pump.fields)
 
