@@ -1,0 +1,437 @@
+"""Telemetry output: every valid reading into an InfluxDB-compatible time-series database.
+
+The writer turns readings into InfluxDB line protocol and posts them through influxdb-client
+(``/api/v2/write``, gzip, millisecond precision). The same bytes work with InfluxDB 2, InfluxDB 3
+and VictoriaMetrics, which stores ``{measurement}_{field}`` series with the tags as labels.
+
+The schema it promises (the dashboards in ``dashboards/`` rely on it):
+
+* one measurement per device kind (``elevator``, ``water_pump``, ``smart_meter``,
+  ``access_gate``, ``camera``);
+* tags ``site``, ``building`` and ``device``, plus ``floor`` where the site file knows the
+  device's floor and the kind has no field of that name (an elevator's floor is a field);
+* fields are the profile's fields only: ``int`` fields as integers (``3i``), ``bool`` fields as
+  booleans (VictoriaMetrics stores 1/0), the rest as floats; a value that is not finite or a
+  field the profile does not declare is dropped and counted;
+* :meth:`InfluxTelemetryWriter.write_events` adds the ``edge_events`` measurement: one point
+  per raised or cleared event with tags ``site, building, device, kind, type, severity,
+  state`` and fields ``count`` (always 1), ``score`` and ``threshold`` (when the evidence has
+  them) and ``forecast_hours`` (when the event carries a forecast).
+
+Failure contract (the runner owns buffering and retry, as in Telegraf): a write either
+stores the readings, or raises :class:`TsdbUnavailable` naming the readings that were not
+stored so that the runner can spool them into the outbox's telemetry lane and replay them
+later. Points the database refuses as malformed (HTTP 400/422) are never raised for: they
+would poison the spool; they are counted and logged instead. Bad input (unknown kind,
+unknown field, non-finite values, bad timestamps) is counted, never a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, cast
+
+from device_profiles.messages import Event, Reading
+from device_profiles.schema import DeviceProfile
+from device_profiles.site import SiteConfig, TsdbConfig
+
+log = logging.getLogger(__name__)
+
+EVENTS_MEASUREMENT = "edge_events"
+"""Measurement of the edge's raised/cleared events (see the module docstring)."""
+TOKEN_ENV = "GATEHOUSE_TSDB_TOKEN"
+"""Environment variable read for the database token when the site file names none."""
+
+
+class TsdbWriteError(RuntimeError):
+    """A write to the telemetry database failed."""
+
+
+class TsdbUnavailable(TsdbWriteError):
+    """The database could not be reached or refused service; nothing in ``unwritten`` is stored.
+
+    ``unwritten`` holds the readings (or events) of the chunks that failed, in order; the
+    chunks before them were stored. Spooling ``unwritten`` and replaying it later loses
+    nothing and duplicates nothing.
+    """
+
+    def __init__(self, message: str, unwritten: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.unwritten: tuple[Any, ...] = tuple(unwritten)
+
+
+class TsdbRejected(TsdbWriteError):
+    """The database refused a body as malformed (HTTP 400/422): resending cannot help."""
+
+
+class TsdbBodyTooLarge(TsdbRejected):
+    """The database refused a body as too large (HTTP 413); the writer splits and resends."""
+
+
+class LineSink(Protocol):
+    """Where line-protocol bodies go. :class:`InfluxLineSink` posts them over HTTP.
+
+    ``send`` stores the body or raises :class:`TsdbUnavailable` (retry later) or
+    :class:`TsdbRejected` (never retry); ``lines`` is the number of lines in ``body``.
+    """
+
+    def send(self, body: bytes, lines: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class InfluxLineSink:
+    """Posts line protocol through influxdb-client's synchronous write API (gzip, ms precision).
+
+    A short urllib3 retry (``retries`` attempts with exponential backoff from ``backoff_s``,
+    on connection errors and HTTP 429/5xx) rides out blips; a longer outage raises
+    :class:`TsdbUnavailable` at once so the runner can spool instead of blocking.
+    """
+
+    def __init__(
+        self,
+        config: TsdbConfig,
+        *,
+        timeout_s: float = 10.0,
+        retries: int = 2,
+        backoff_s: float = 0.2,
+        token: str | None = None,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        if retries < 0:
+            raise ValueError(f"retries must not be negative, got {retries}")
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.domain.write_precision import WritePrecision
+        from urllib3.util import Retry
+
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=0,
+            status=retries,
+            backoff_factor=backoff_s,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=frozenset({"POST"}),
+            raise_on_status=True,
+        )
+        self._config = config
+        self._precision = cast(WritePrecision, WritePrecision.MS)
+        self._client = InfluxDBClient(
+            url=config.url,
+            token=(token if token is not None else resolve_token(config)) or "",
+            org=config.org,
+            enable_gzip=True,
+            timeout=int(timeout_s * 1000),
+            retries=retry,
+        )
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    def send(self, body: bytes, lines: int) -> None:
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            self._write_api.write(
+                bucket=self._config.bucket,
+                org=self._config.org,
+                record=body,
+                write_precision=self._precision,
+            )
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            detail = _api_detail(exc)
+            if status in (400, 422):
+                raise TsdbRejected(
+                    f"{self._config.url} refused {lines} lines (HTTP {status}): {detail}"
+                ) from exc
+            if status == 413:
+                raise TsdbBodyTooLarge(
+                    f"{self._config.url}: body of {lines} lines too large (HTTP 413)"
+                ) from exc
+            raise TsdbUnavailable(
+                f"{self._config.url} answered HTTP {status} to a write: {detail}"
+            ) from exc
+        except (HTTPError, OSError) as exc:
+            raise TsdbUnavailable(f"cannot write to {self._config.url}: {exc}") from exc
+
+    def close(self) -> None:
+        self._write_api.close()  # type: ignore[no-untyped-call]
+        self._client.close()  # type: ignore[no-untyped-call]
+
+
+def resolve_token(config: TsdbConfig) -> str | None:
+    """The database token: ``token_file`` (preferred), ``token``, or ``$GATEHOUSE_TSDB_TOKEN``."""
+    if config.token_file:
+        return Path(config.token_file).read_text(encoding="utf-8").strip()
+    return config.token or os.environ.get(TOKEN_ENV)
+
+
+def _api_detail(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    return str(body or getattr(exc, "reason", "") or "no detail")[:300]
+
+
+def escape_measurement(name: str) -> str:
+    """Escape a measurement name for line protocol (commas and spaces)."""
+    return _clean(name).replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+
+
+def escape_key(text: str) -> str:
+    """Escape a tag key, tag value or field key (commas, equals signs and spaces)."""
+    return (
+        _clean(text)
+        .replace("\\", "\\\\")
+        .replace(",", "\\,")
+        .replace("=", "\\=")
+        .replace(" ", "\\ ")
+    )
+
+
+def _clean(text: str) -> str:
+    return text.replace("\n", " ").replace("\r", " ")
+
+
+def tag_set(tags: Mapping[str, str | None]) -> str:
+    """``,k=v,...`` sorted by key (as InfluxDB prefers); empty or missing values are left out."""
+    return "".join(
+        f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()) if v not in (None, "")
+    )
+
+
+_FieldEncoder = Callable[[float], str]
+
+
+def _encode_float(value: float) -> str:
+    return repr(float(value))
+
+
+def _encode_int(value: float) -> str:
+    return f"{round(value)}i"
+
+
+def _encode_bool(value: float) -> str:
+    return "true" if value else "false"
+
+
+_ENCODERS: dict[str, _FieldEncoder] = {
+    "float": _encode_float,
+    "int": _encode_int,
+    "bool": _encode_bool,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _DeviceTags:
+    building: str | None
+    floor: int | None
+
+
+class InfluxTelemetryWriter:
+    """The telemetry output stage: readings (and events) to an InfluxDB-compatible database.
+
+    Each :meth:`write` call posts its readings in chunks of ``config.batch_size`` lines, one
+    request per chunk, and returns once they are stored. It keeps nothing between calls, so a
+    crash loses nothing the runner has not spooled; the runner's burst cadence, not a timer
+    here, decides how often requests go out (``config.flush_interval`` is for the runner).
+    Safe to call from several threads.
+    """
+
+    def __init__(
+        self,
+        config: TsdbConfig,
+        site: SiteConfig,
+        profiles: Mapping[str, DeviceProfile],
+        *,
+        sink: LineSink | None = None,
+        timeout_s: float = 10.0,
+        retries: int = 2,
+    ) -> None:
+        self._config = config
+        self._site_id = site.site_id
+        self._devices = {
+            d.id: _DeviceTags(building=d.building, floor=d.floor) for d in site.all_devices()
+        }
+        self._fields: dict[str, dict[str, tuple[str, _FieldEncoder]]] = {
+            kind: {
+                name: (escape_key(name), _ENCODERS[spec.type])
+                for name, spec in profile.fields.items()
+            }
+            for kind, profile in profiles.items()
+        }
+        self._measurements = {kind: escape_measurement(kind) for kind in profiles}
+        self._prefixes: dict[tuple[str, str, str], str] = {}
+        self._sink: LineSink = (
+            sink
+            if sink is not None
+            else InfluxLineSink(config, timeout_s=timeout_s, retries=retries)
+        )
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    @classmethod
+    def from_site(
+        cls, site: SiteConfig, profiles: Mapping[str, DeviceProfile]
+    ) -> InfluxTelemetryWriter | None:
+        """The writer the site file asks for, or ``None`` when it has no ``tsdb`` section."""
+        if site.tsdb is None:
+            return None
+        return cls(site.tsdb, site, profiles)
+
+    def write(self, readings: Sequence[Reading]) -> None:
+        """Store ``readings``; raise :class:`TsdbUnavailable` with the ones not stored."""
+        lines: list[str] = []
+        kept: list[Reading] = []
+        for reading in readings:
+            line = self.encode_reading(reading)
+            if line is not None:
+                lines.append(line)
+                kept.append(reading)
+        self._send_chunks(lines, kept, "readings")
+
+    def write_events(self, events: Sequence[Event]) -> None:
+        """Store events in ``edge_events``; raise :class:`TsdbUnavailable` with those not stored."""
+        lines = [self.encode_event(e) for e in events]
+        self._send_chunks(lines, list(events), "events")
+
+    def encode_reading(self, reading: Reading) -> str | None:
+        """One line of protocol for ``reading``, or ``None`` (counted) when nothing is valid."""
+        fields = self._fields.get(reading.kind)
+        if fields is None:
+            self._count("rejected_unknown_kind")
+            return None
+        if not (math.isfinite(reading.ts) and reading.ts >= 0):
+            self._count("rejected_bad_timestamp")
+            return None
+        parts: list[str] = []
+        for name, value in reading.values.items():
+            spec = fields.get(name)
+            if spec is None:
+                self._count("fields_dropped_unknown")
+                continue
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                self._count("fields_dropped_not_finite")
+                continue
+            parts.append(f"{spec[0]}={spec[1](value)}")
+        if not parts:
+            self._count("rejected_no_fields")
+            return None
+        return f"{self._prefix(reading)} {','.join(parts)} {round(reading.ts * 1000)}"
+
+    def encode_event(self, event: Event) -> str:
+        """One line of protocol for ``event`` in the ``edge_events`` measurement."""
+        device = self._devices.get(event.device_id)
+        tags = tag_set(
+            {
+                "site": event.site_id,
+                "building": device.building if device else None,
+                "device": event.device_id,
+                "kind": event.kind,
+                "type": event.type,
+                "severity": event.severity,
+                "state": event.state,
+            }
+        )
+        fields = ["count=1i"]
+        for name in ("score", "threshold"):
+            value = event.evidence.get(name)
+            if (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            ):
+                fields.append(f"{name}={float(value)!r}")
+        if event.forecast is not None and math.isfinite(event.forecast.hours_to_limit):
+            fields.append(f"forecast_hours={float(event.forecast.hours_to_limit)!r}")
+        return f"{EVENTS_MEASUREMENT}{tags} {','.join(fields)} {round(event.ts * 1000)}"
+
+    def stats(self) -> dict[str, int]:
+        """Counters since start: ``lines_written``, ``requests``, rejections and drops by reason."""
+        with self._lock:
+            return dict(self._counts)
+
+    def close(self) -> None:
+        """Release the HTTP connections."""
+        self._sink.close()
+
+    def __enter__(self) -> InfluxTelemetryWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _prefix(self, reading: Reading) -> str:
+        key = (reading.site_id, reading.kind, reading.device_id)
+        prefix = self._prefixes.get(key)
+        if prefix is not None:
+            return prefix
+        device = self._devices.get(reading.device_id)
+        floor: str | None = None
+        if (
+            device is not None
+            and device.floor is not None
+            and "floor" not in self._fields.get(reading.kind, {})
+        ):
+            floor = str(device.floor)
+        prefix = self._measurements[reading.kind] + tag_set(
+            {
+                "site": reading.site_id,
+                "building": device.building if device else None,
+                "device": reading.device_id,
+                "floor": floor,
+            }
+        )
+        if device is None:
+            self._count("unknown_device")
+        else:
+            self._prefixes[key] = prefix
+        return prefix
+
+    def _send_chunks(self, lines: list[str], items: Sequence[Any], what: str) -> None:
+        size = self._config.batch_size
+        for start in range(0, len(lines), size):
+            try:
+                self._send(lines[start : start + size], what)
+            except TsdbUnavailable as exc:
+                self._count("write_failures")
+                raise TsdbUnavailable(str(exc), items[start:]) from exc
+
+    def _send(self, chunk: list[str], what: str) -> None:
+        """Send one chunk; halve it on HTTP 413; count and drop what the database refuses."""
+        try:
+            self._sink.send("\n".join(chunk).encode("utf-8"), len(chunk))
+        except TsdbBodyTooLarge:
+            if len(chunk) > 1:
+                half = len(chunk) // 2
+                self._send(chunk[:half], what)
+                self._send(chunk[half:], what)
+                return
+            self._count("lines_rejected_by_database")
+            log.warning("telemetry database refused one %s line as too large", what)
+            return
+        except TsdbRejected as exc:
+            self._count("lines_rejected_by_database", len(chunk))
+            log.warning("telemetry database refused %d %s: %s", len(chunk), what, exc)
+            return
+        self._count("requests")
+        self._count("lines_written", len(chunk))
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += n
