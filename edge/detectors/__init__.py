@@ -1,5 +1,10 @@
-"""Detectors, registered by name. Importing this package imports (registers) every one."""
+"""Detectors, registered by name. Importing this package imports (registers) every one.
 
+The registry is explicit: each module below registers its detectors when imported, and this
+list is the whole set (no folder scanning).
+"""
+
+from edge.detectors import elevator, gate, generic, meter, pump, trend
 from edge.detectors.base import (
     Detector,
     DetectorConfigError,
@@ -18,6 +23,12 @@ __all__ = [
     "Finding",
     "MonitorBase",
     "build_monitors",
+    "elevator",
+    "gate",
+    "generic",
+    "meter",
+    "pump",
     "register",
     "registered",
+    "trend",
 ]

@@ -1,0 +1,201 @@
+"""Detectors every kind can use: out of range, stuck sensor, offline, sudden rate of change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from device_profiles.messages import Reading
+from device_profiles.schema import DetectorSpec, DeviceProfile
+from device_profiles.site import DeviceConfig
+from edge.detectors.base import DetectorConfigError, Finding, MonitorBase, register
+from edge.detectors.common import Episode, Params, condition_from, event_type, numeric_fields
+
+
+class OutOfRange(MonitorBase):
+    """Raises when any watched field leaves its profile band ``[warn_low, warn_high]``.
+
+    The clear band is narrower by ``clear_margin`` (a fraction of the band width, or of the
+    bound itself for one-sided bands), so a value sitting on the bound cannot flap.
+    Fields without bounds are ignored; a missing (optional) field is neither in nor out.
+    """
+
+    def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
+        p = Params(spec)
+        margin = p.number("clear_margin", 0.02, lo=0, hi=0.5)
+        self._bounds: list[tuple[str, float, float, float, float]] = []
+        for name in numeric_fields(profile, spec):
+            f = profile.fields[name]
+            if f.warn_low is None and f.warn_high is None:
+                continue
+            lo = f.warn_low if f.warn_low is not None else float("-inf")
+            hi = f.warn_high if f.warn_high is not None else float("inf")
+            if f.warn_low is not None and f.warn_high is not None:
+                m = margin * (hi - lo)
+            else:
+                m = margin * abs(hi if f.warn_high is not None else lo)
+            self._bounds.append((name, lo, hi, lo + m, hi - m))
+        if spec.fields and not self._bounds:
+            raise DetectorConfigError(
+                f"out_of_range: none of {', '.join(spec.fields)} has warn_low/warn_high"
+            )
+        self._rule = condition_from(
+            p, event_type(profile, spec, "out_of_range"), min_duration_s=0.0,
+            clear_after_s=2 * profile.sampling_period,
+        )
+        p.done()
+
+    def observe(self, reading: Reading) -> list[Finding]:
+        values = reading.values
+        out: dict[str, Any] = {}
+        inside_clear = True
+        for name, lo, hi, clo, chi in self._bounds:
+            v = values.get(name)
+            if v is None:
+                continue
+            if v < lo or v > hi:
+                out[name] = {"value": v, "warn_low": lo, "warn_high": hi}
+            if v < clo or v > chi:
+                inside_clear = False
+        if out:
+            return self._rule.update(reading.ts, True, {"fields": out})
+        if self._rule.episode.active and not inside_clear:
+            return []
+        return self._rule.update(reading.ts, False)
+
+
+class StuckSensor(MonitorBase):
+    """Raises when a field repeats the same value for ``window`` consecutive samples.
+
+    ``tolerance`` is the largest change still counted as "the same"; ``ignore_value`` is a
+    value that is legitimately constant (a door timer at 0 while closed); ``only_when``
+    names a boolean field: samples taken while it is 0 neither count nor break a run (a
+    load cell is constant while the car stands still). Clears when the value moves.
+    """
+
+    def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
+        p = Params(spec)
+        self._window = p.integer("window", 120, lo=2)
+        self._tol = p.number("tolerance", 0.0, lo=0)
+        self._ignore = p.optional_number("ignore_value")
+        self._only_when = p.text("only_when", None)
+        if self._only_when is not None and self._only_when not in profile.fields:
+            raise DetectorConfigError(
+                f"stuck_sensor: only_when names unknown field {self._only_when!r}"
+            )
+        p.done()
+        self._fields = numeric_fields(profile, spec)
+        self._last: dict[str, float] = {}
+        self._run: dict[str, int] = dict.fromkeys(self._fields, 0)
+        self._stuck: set[str] = set()
+        self._episode = Episode(event_type(profile, spec, "sensor_stuck"))
+
+    def observe(self, reading: Reading) -> list[Finding]:
+        values = reading.values
+        if self._only_when is not None and not values.get(self._only_when):
+            return []
+        for name in self._fields:
+            v = values.get(name)
+            if v is None:
+                continue
+            last = self._last.get(name)
+            self._last[name] = v
+            if last is None or abs(v - last) > self._tol or (
+                self._ignore is not None and v == self._ignore
+            ):
+                self._run[name] = 1
+                self._stuck.discard(name)
+                continue
+            self._run[name] += 1
+            if self._run[name] >= self._window:
+                self._stuck.add(name)
+        if self._stuck:
+            stuck = {n: {"value": self._last[n], "samples": self._run[n]} for n in self._stuck}
+            evidence = {"fields": stuck}
+            return self._episode.raise_(reading.ts, evidence)
+        return self._episode.clear(reading.ts)
+
+
+class Offline(MonitorBase):
+    """No message for the profile's ``offline_after`` seconds, or an ``offline`` status.
+
+    The episode starts at ``last message + offline_after`` (a data time, so a replay names
+    the same episode); an ``offline`` status raises at once with the status's timestamp. A
+    telemetry reading clears it; an ``online`` status only restarts the silence clock.
+    Before the first message the clock starts at the first tick.
+    """
+
+    def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
+        p = Params(spec)
+        self._after = p.number("offline_after_s", profile.offline_after, lo=0.001)
+        p.done()
+        self._last: float | None = None
+        self._episode = Episode(event_type(profile, spec, "offline"))
+
+    def observe(self, reading: Reading) -> list[Finding]:
+        if self._last is None or reading.ts > self._last:
+            self._last = reading.ts
+        return self._episode.clear(reading.ts)
+
+    def tick(self, now: float) -> list[Finding]:
+        if self._last is None:
+            self._last = now
+            return []
+        if now - self._last >= self._after:
+            start = self._last + self._after
+            return self._episode.raise_(
+                now, {"last_seen": self._last, "silent_s": now - self._last}, start=start
+            )
+        return []
+
+    def on_status(self, ts: float, online: bool) -> list[Finding]:
+        if online:
+            if self._last is None or ts > self._last:
+                self._last = ts
+            return []
+        return self._episode.raise_(ts, {"status": "offline", "last_seen": self._last})
+
+
+class RateOfChange(MonitorBase):
+    """A field changes faster than ``max_rate_per_s[field]`` between consecutive samples.
+
+    Gaps longer than ``max_gap_s`` (default 5 sampling periods) are not compared. The
+    episode clears after ``clear_after_s`` (default 60 s) without a violation.
+    """
+
+    def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
+        p = Params(spec)
+        fields = numeric_fields(profile, spec)
+        self._limits = p.number_map("max_rate_per_s", fields)
+        if not self._limits:
+            raise DetectorConfigError("rate_of_change needs max_rate_per_s for at least one field")
+        self._max_gap = p.number("max_gap_s", 5 * profile.sampling_period, lo=0.001)
+        self._rule = condition_from(
+            p, event_type(profile, spec, "sudden_change"), clear_after_s=60.0
+        )
+        p.done()
+        self._prev: dict[str, tuple[float, float]] = {}
+
+    def observe(self, reading: Reading) -> list[Finding]:
+        ts = reading.ts
+        hits: dict[str, Any] = {}
+        for name, limit in self._limits.items():
+            v = reading.values.get(name)
+            if v is None:
+                continue
+            prev = self._prev.get(name)
+            self._prev[name] = (ts, v)
+            if prev is None:
+                continue
+            dt = ts - prev[0]
+            if dt <= 0 or dt > self._max_gap:
+                continue
+            rate = abs(v - prev[1]) / dt
+            if rate > limit:
+                hits[name] = {"from": prev[1], "to": v, "rate_per_s": rate, "limit": limit}
+        return self._rule.update(ts, bool(hits), {"fields": hits} if hits else None)
+
+
+register("out_of_range")(OutOfRange)
+register("stuck_sensor")(StuckSensor)
+register("offline")(Offline)
+register("rate_of_change")(RateOfChange)

@@ -1,0 +1,191 @@
+"""Water pumps: the multivariate learned model and the rules a pump engineer recognises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from device_profiles.messages import Reading
+from device_profiles.schema import DetectorSpec, DeviceProfile
+from device_profiles.site import DeviceConfig
+from edge.detectors.base import Finding, MonitorBase, register
+from edge.detectors.common import (
+    Hysteresis,
+    Params,
+    condition_from,
+    event_type,
+    numeric_fields,
+    rule_event,
+)
+from edge.detectors.scorers import GaussianScorer
+from edge.detectors.threshold import ScoreMonitor
+
+
+def build_pump_model(
+    spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig
+) -> ScoreMonitor:
+    """``pump_model``: a :class:`GaussianScorer` over all pump channels, thresholded.
+
+    Learns each pump's own normal from its first ``warmup`` samples, then adapts slowly
+    to samples judged normal. Params: the scorer's (``warmup``, ``smooth``, ``quantile``,
+    ``margin``, ``shrinkage``, ``adapt_rate``) and the wrapper's (``clear_level``,
+    ``min_duration_s``, ``clear_after_s``, ``cooldown_s``); the raise level is 1.0, the
+    calibrated edge of normal.
+    """
+    p = Params(spec)
+    fields = numeric_fields(profile, spec)
+    scorer = GaussianScorer(
+        fields,
+        warmup=p.integer("warmup", 400, lo=10),
+        smooth=p.integer("smooth", 20, lo=1),
+        quantile=p.number("quantile", 0.99, lo=0.5, hi=1.0),
+        margin=p.number("margin", 1.5, lo=0.01),
+        shrinkage=p.number("shrinkage", 0.1, lo=0.0, hi=0.99),
+        adapt_rate=p.number("adapt_rate", 0.0005, lo=0.0, hi=0.5),
+    )
+    gate = Hysteresis(
+        1.0,
+        p.number("clear_level", 0.7, lo=0.0, hi=1.0),
+        min_duration=p.number("min_duration_s", 5 * profile.sampling_period, lo=0),
+        clear_duration=p.number("clear_after_s", 30 * profile.sampling_period, lo=0),
+        cooldown=p.number("cooldown_s", 60 * profile.sampling_period, lo=0),
+    )
+    p.done()
+    return ScoreMonitor(scorer, fields, event_type(profile, spec, "anomaly"), gate)
+
+
+class _Ewma:
+    """Exponentially weighted mean that starts as a plain mean for its first samples."""
+
+    __slots__ = ("alpha", "n", "value")
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+        self.n = 0
+        self.value = 0.0
+
+    def add(self, v: float) -> None:
+        self.n += 1
+        rate = max(self.alpha, 1.0 / self.n)
+        self.value += rate * (v - self.value)
+
+
+class PumpRules(MonitorBase):
+    """Cavitation, dry running and leaks, judged against the pump's own learned normal.
+
+    The pump's normal running current, vibration, pressure and flow are learned (slow
+    exponential means) over the first ``warmup`` running samples and then while no rule is
+    raised. A sample is *running* when the current exceeds ``idle_current_a``, *spinning*
+    when the vibration exceeds ``spin_ratio`` of normal.
+
+    * dry running: spinning, current below ``dry_current_ratio`` of normal and flow below
+      ``dry_flow_ratio`` of normal (pressure instead when the pump has no flow meter);
+    * cavitation: running at normal current (>= ``cav_current_ratio``), vibration at least
+      ``cav_vibration_ratio`` of normal and pressure (and flow) below ``cav_drop_ratio``;
+    * leak: while idle, pressure falls at ``leak_rate_bar_per_h`` or faster, measured over
+      at least ``leak_min_idle_s`` of the idle period (a healthy closed system holds it).
+    """
+
+    def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
+        p = Params(spec)
+        self._warmup = p.integer("warmup", 300, lo=1)
+        self._alpha = p.number("adapt_rate", 0.002, lo=0.0, hi=1.0)
+        self._idle_current = p.number("idle_current_a", 0.3, lo=0.0)
+        self._spin_ratio = p.number("spin_ratio", 0.5, lo=0.0)
+        self._dry_current = p.number("dry_current_ratio", 0.7, lo=0.0)
+        self._dry_flow = p.number("dry_flow_ratio", 0.2, lo=0.0)
+        self._cav_current = p.number("cav_current_ratio", 0.8, lo=0.0)
+        self._cav_vib = p.number("cav_vibration_ratio", 1.5, lo=1.0)
+        self._cav_drop = p.number("cav_drop_ratio", 0.85, lo=0.0, hi=1.0)
+        self._leak_rate = p.number("leak_rate_bar_per_h", 0.5, lo=0.0)
+        self._leak_idle = p.number("leak_min_idle_s", 300.0, lo=1.0)
+        period = profile.sampling_period
+        self._dry = condition_from(
+            p, rule_event(profile, "dry_running"), prefix="dry_",
+            min_duration_s=10 * period, clear_after_s=30 * period,
+        )
+        self._cav = condition_from(
+            p, rule_event(profile, "cavitation"), prefix="cav_",
+            min_duration_s=30 * period, clear_after_s=120 * period, cooldown_s=300 * period,
+        )
+        self._leak = condition_from(p, rule_event(profile, "leak"), prefix="leak_")
+        p.done()
+        self._current = _Ewma(self._alpha)
+        self._vib = _Ewma(self._alpha)
+        self._pressure = _Ewma(self._alpha)
+        self._flow = _Ewma(self._alpha)
+        self._idle_since: tuple[float, float] | None = None
+
+    def _learn(self, current: float, vib: float, pressure: float, flow: float | None) -> None:
+        self._current.add(current)
+        self._vib.add(vib)
+        self._pressure.add(pressure)
+        if flow is not None:
+            self._flow.add(flow)
+
+    def observe(self, reading: Reading) -> list[Finding]:
+        v = reading.values
+        ts = reading.ts
+        current = v.get("current_a")
+        pressure = v.get("pressure_bar")
+        a1, a2 = v.get("accel1_rms"), v.get("accel2_rms")
+        if current is None or pressure is None or a1 is None or a2 is None:
+            return []
+        vib = max(a1, a2)
+        flow = v.get("flow_lpm")
+        running = current > self._idle_current
+        out: list[Finding] = []
+        if self._current.n < self._warmup:
+            if running:
+                self._learn(current, vib, pressure, flow)
+            return out
+        ref_i, ref_vib, ref_p = self._current.value, self._vib.value, self._pressure.value
+        ref_f = self._flow.value if self._flow.n else None
+        spinning = vib > self._spin_ratio * ref_vib
+        evidence: dict[str, Any] = {
+            "current_a": current, "vibration": vib, "pressure_bar": pressure, "flow_lpm": flow,
+            "normal": {"current_a": ref_i, "vibration": ref_vib, "pressure_bar": ref_p,
+                       "flow_lpm": ref_f},
+        }
+        low_flow = (
+            flow < self._dry_flow * ref_f if flow is not None and ref_f
+            else pressure < self._dry_flow * ref_p
+        )
+        dry = spinning and current < self._dry_current * ref_i and low_flow
+        out += self._dry.update(ts, dry, evidence)
+        drop = pressure < self._cav_drop * ref_p and (
+            flow is None or not ref_f or flow < self._cav_drop * ref_f
+        )
+        cav = (
+            running and current >= self._cav_current * ref_i
+            and vib >= self._cav_vib * ref_vib and drop
+        )
+        out += self._cav.update(ts, cav, evidence)
+        out += self._leak_step(ts, running or spinning, pressure)
+        quiet = not (self._dry.episode.active or self._cav.episode.active or dry or cav)
+        if running and quiet:
+            self._learn(current, vib, pressure, flow)
+        return out
+
+    def _leak_step(self, ts: float, driven: bool, pressure: float) -> list[Finding]:
+        if driven:
+            self._idle_since = None
+            return []
+        if self._idle_since is None:
+            self._idle_since = (ts, pressure)
+            return []
+        t0, p0 = self._idle_since
+        elapsed = ts - t0
+        if elapsed < self._leak_idle:
+            return []
+        rate = (p0 - pressure) / elapsed * 3600.0
+        evidence = {"idle_s": elapsed, "pressure_start": p0, "pressure_now": pressure,
+                    "decay_bar_per_h": rate}
+        if rate >= self._leak_rate:
+            return self._leak.update(ts, True, evidence)
+        if rate < self._leak_rate / 2:
+            return self._leak.update(ts, False, evidence)
+        return []
+
+
+register("pump_model")(build_pump_model)
+register("pump_rules")(PumpRules)

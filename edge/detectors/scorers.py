@@ -1,0 +1,228 @@
+"""Score detectors (``learn_one`` / ``score_one``): the learned models behind the wrappers.
+
+Both detectors learn "normal" from the first ``warmup`` samples they are taught, score 0.0
+until then, and afterwards adapt slowly (exponential forgetting with ``adapt_rate``) to the
+samples they are still taught: the thresholding wrapper only teaches samples it judged
+normal. Scores are calibrated so that 1.0 is the edge of normal: the raw statistic divided by
+the ``quantile`` of the same statistic over the warm-up samples, times ``margin``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.detectors.base import DetectorConfigError
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class GaussianScorer:
+    """Multivariate normal model of all channels; Mahalanobis distance, smoothed.
+
+    The raw statistic is the squared Mahalanobis distance of the standardised sample under
+    a shrunk covariance (``shrinkage`` towards the identity keeps it invertible when a
+    channel is nearly constant), averaged over the last ``smooth`` samples (faults of a pump
+    last seconds to hours; single-sample spikes are noise). Missing channels are imputed
+    with the model mean.
+    """
+
+    def __init__(
+        self,
+        fields: Sequence[str],
+        *,
+        warmup: int = 400,
+        smooth: int = 20,
+        quantile: float = 0.99,
+        margin: float = 1.5,
+        shrinkage: float = 0.1,
+        adapt_rate: float = 0.0005,
+        refresh_every: int = 50,
+    ) -> None:
+        if not fields:
+            raise DetectorConfigError("GaussianScorer needs at least one field")
+        if warmup < 10 or smooth < 1 or not 0.5 <= quantile <= 1.0 or margin <= 0:
+            raise DetectorConfigError(
+                "GaussianScorer: warmup >= 10, smooth >= 1, 0.5 <= quantile <= 1, margin > 0"
+            )
+        if not 0.0 <= shrinkage < 1.0 or not 0.0 <= adapt_rate < 1.0 or refresh_every < 1:
+            raise DetectorConfigError(
+                "GaussianScorer: 0 <= shrinkage < 1, 0 <= adapt_rate < 1, refresh_every >= 1"
+            )
+        self.fields = tuple(fields)
+        self.warmup = warmup
+        self.smooth = smooth
+        self.quantile = quantile
+        self.margin = margin
+        self.shrinkage = shrinkage
+        self.adapt_rate = adapt_rate
+        self.refresh_every = refresh_every
+        self._buf: list[list[float]] = []
+        self._mean: FloatArray | None = None
+        self._cov: FloatArray | None = None
+        self._prec: FloatArray | None = None
+        self._scale = 1.0
+        self._ring: FloatArray = np.zeros(smooth)
+        self._ring_i = 0
+        self._ring_n = 0
+        self._ring_sum = 0.0
+        self._learned = 0
+
+    @property
+    def ready(self) -> bool:
+        """Whether the warm-up is over and scores are meaningful."""
+        return self._prec is not None
+
+    def _vector(self, x: Mapping[str, float]) -> list[float]:
+        mean = self._mean
+        out = []
+        for i, name in enumerate(self.fields):
+            v = x.get(name)
+            if v is None or v != v:
+                v = float(mean[i]) if mean is not None else 0.0
+            out.append(v)
+        return out
+
+    def _fit(self) -> None:
+        data = np.asarray(self._buf, dtype=np.float64)
+        self._buf = []
+        mean = data.mean(axis=0)
+        cov = np.cov(data, rowvar=False).reshape(len(self.fields), len(self.fields))
+        self._mean = mean
+        self._cov = cov
+        self._refresh()
+        assert self._prec is not None
+        diff = data - mean
+        d2 = np.einsum("ij,jk,ik->i", diff, self._prec, diff)
+        k = min(self.smooth, len(d2))
+        smoothed = np.convolve(d2, np.ones(k) / k, mode="valid")
+        q = float(np.quantile(smoothed, self.quantile))
+        self._scale = max(q, 1e-9) * self.margin
+
+    def _refresh(self) -> None:
+        assert self._cov is not None
+        cov = self._cov
+        std = np.sqrt(np.clip(np.diag(cov), 1e-12, None))
+        corr = cov / np.outer(std, std)
+        shrunk = (1.0 - self.shrinkage) * corr + self.shrinkage * np.eye(len(std))
+        inv_corr = np.linalg.inv(shrunk)
+        self._prec = inv_corr / np.outer(std, std)
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        """Collect warm-up samples, then adapt mean and covariance slowly."""
+        v = self._vector(x)
+        if self._prec is None:
+            self._buf.append(v)
+            if len(self._buf) >= self.warmup:
+                self._fit()
+            return
+        if self.adapt_rate <= 0.0:
+            return
+        assert self._mean is not None and self._cov is not None
+        a = self.adapt_rate
+        diff = np.asarray(v) - self._mean
+        self._mean += a * diff
+        self._cov = (1.0 - a) * self._cov + a * np.outer(diff, diff)
+        self._learned += 1
+        if self._learned % self.refresh_every == 0:
+            self._refresh()
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        """Smoothed squared Mahalanobis distance over the calibrated edge of normal."""
+        if self._prec is None or self._mean is None:
+            return 0.0
+        diff = np.asarray(self._vector(x)) - self._mean
+        d2 = float(diff @ self._prec @ diff)
+        if not math.isfinite(d2):
+            d2 = 1e12
+        old = float(self._ring[self._ring_i])
+        self._ring[self._ring_i] = d2
+        self._ring_i = (self._ring_i + 1) % self.smooth
+        if self._ring_n < self.smooth:
+            self._ring_n += 1
+            old = 0.0
+        self._ring_sum += d2 - old
+        return max(self._ring_sum, 0.0) / self._ring_n / self._scale
+
+
+class ZScorer:
+    """Univariate (or worst-of-several-fields) standard score against learned mean and spread.
+
+    Mean and variance come from the warm-up samples, then follow exponentially weighted
+    updates with ``adapt_rate``. The raw statistic is the largest ``|x - mean| / std`` over
+    the fields, averaged over ``smooth`` samples, calibrated like :class:`GaussianScorer`.
+    """
+
+    def __init__(
+        self,
+        fields: Sequence[str],
+        *,
+        warmup: int = 100,
+        smooth: int = 5,
+        quantile: float = 0.99,
+        margin: float = 1.5,
+        adapt_rate: float = 0.001,
+    ) -> None:
+        if not fields or warmup < 3 or smooth < 1 or margin <= 0 or not 0.5 <= quantile <= 1:
+            raise DetectorConfigError(
+                "ZScorer: fields, warmup >= 3, smooth >= 1, 0.5 <= quantile <= 1, margin > 0"
+            )
+        self.fields = tuple(fields)
+        self.warmup = warmup
+        self.smooth = smooth
+        self.quantile = quantile
+        self.margin = margin
+        self.adapt_rate = adapt_rate
+        self._buf: list[list[float]] = []
+        self._mean: list[float] = []
+        self._var: list[float] = []
+        self._scale = 1.0
+        self._recent: list[float] = []
+
+    def _z(self, x: Mapping[str, float]) -> float:
+        worst = 0.0
+        for i, name in enumerate(self.fields):
+            v = x.get(name)
+            if v is None or v != v:
+                continue
+            z = abs(v - self._mean[i]) / math.sqrt(self._var[i])
+            worst = max(worst, z)
+        return worst
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        """Collect warm-up samples, then follow the mean and variance slowly."""
+        if not self._mean:
+            row = [x.get(n, math.nan) for n in self.fields]
+            self._buf.append(row)
+            if len(self._buf) >= self.warmup:
+                data = np.asarray(self._buf, dtype=np.float64)
+                self._buf = []
+                self._mean = [float(m) for m in np.nanmean(data, axis=0)]
+                self._var = [max(float(v), 1e-12) for v in np.nanvar(data, axis=0)]
+                self._mean = [0.0 if m != m else m for m in self._mean]
+                z = np.nanmax(np.abs(data - self._mean) / np.sqrt(self._var), axis=1)
+                z = np.nan_to_num(z)
+                k = min(self.smooth, len(z))
+                sm = np.convolve(z, np.ones(k) / k, mode="valid")
+                self._scale = max(float(np.quantile(sm, self.quantile)), 1e-9) * self.margin
+            return
+        a = self.adapt_rate
+        for i, name in enumerate(self.fields):
+            v = x.get(name)
+            if v is None or v != v:
+                continue
+            d = v - self._mean[i]
+            self._mean[i] += a * d
+            self._var[i] = max((1 - a) * self._var[i] + a * d * d, 1e-12)
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        """Smoothed worst standard score over the calibrated edge of normal."""
+        if not self._mean:
+            return 0.0
+        self._recent.append(self._z(x))
+        if len(self._recent) > self.smooth:
+            del self._recent[0]
+        return sum(self._recent) / len(self._recent) / self._scale

@@ -1,0 +1,55 @@
+"""The thresholding wrapper: turns a score :class:`Detector` into a :class:`DeviceMonitor`.
+
+Scores go through a :class:`Hysteresis` (raise level, lower clear level, minimum duration,
+cool-down). A sample is learned only while no alarm is raised or pending and its score is
+below the clear level, so a fault never becomes part of the normal the detector learns.
+"""
+
+from __future__ import annotations
+
+from device_profiles.messages import Reading
+from edge.detectors.base import Detector, Finding, MonitorBase
+from edge.detectors.common import Episode, Hysteresis
+
+
+class ScoreMonitor(MonitorBase):
+    """A detector plus thresholding: emits one event type's episodes.
+
+    ``fields`` are the reading fields handed to the detector (missing optional fields are
+    simply absent from ``x``; the detector decides how to treat them). ``last_score`` and
+    ``alarm`` expose the latest state for tools that print a score per row.
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        fields: tuple[str, ...],
+        event_type: str,
+        gate: Hysteresis,
+    ) -> None:
+        self.detector = detector
+        self._fields = fields
+        self._gate = gate
+        self._episode = Episode(event_type)
+        self.last_score = 0.0
+
+    @property
+    def alarm(self) -> bool:
+        """Whether the episode is currently raised."""
+        return self._episode.active
+
+    def observe(self, reading: Reading) -> list[Finding]:
+        values = reading.values
+        x = {name: values[name] for name in self._fields if name in values}
+        score = self.detector.score_one(x)
+        self.last_score = score
+        step = self._gate.update(reading.ts, score)
+        if not self._gate.active and score <= self._gate.clear_level:
+            self.detector.learn_one(x)
+        if step == "raise":
+            return self._episode.raise_(
+                reading.ts, {"score": score, "threshold": self._gate.raise_level}
+            )
+        if step == "clear":
+            return self._episode.clear(reading.ts, {"score": score})
+        return []

@@ -1,0 +1,181 @@
+"""Linear wear trend with a forecast of the hours left until the profile's ``limit``.
+
+For each watched field with a ``limit`` the detector keeps the samples of the last
+``window`` seconds and the running sums of an ordinary least-squares line through them
+(O(1) per sample: add the new point, drop the expired ones). It raises when, for a field,
+
+* the window holds at least ``min_points`` samples spanning at least half the window,
+* the slope is at least ``min_slope_per_hour`` and statistically clear (t >= ``min_t``),
+* the fitted line reaches the limit within ``horizon_hours``,
+
+and has stayed so for ``min_duration_s``. The finding carries a :class:`Forecast` (hours to
+the limit from the fitted value now). It clears when the slope falls below half of
+``min_slope_per_hour`` (or loses significance) for ``clear_after_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from device_profiles.messages import Forecast, Reading
+from device_profiles.schema import DetectorSpec, DeviceProfile
+from device_profiles.site import DeviceConfig
+from edge.detectors.base import DetectorConfigError, Finding, MonitorBase, register
+from edge.detectors.common import Episode, Hysteresis, Params, event_type, numeric_fields
+
+_REBASE_H = 1000.0
+
+
+class LinearTrend:
+    """Sliding-window least-squares line of ``value`` against time in hours."""
+
+    __slots__ = ("_n", "_pts", "_ref", "_st", "_stt", "_stv", "_sv", "_svv", "window_h")
+
+    def __init__(self, window_s: float) -> None:
+        self.window_h = window_s / 3600.0
+        self._pts: deque[tuple[float, float]] = deque()
+        self._ref: float | None = None
+        self._n = 0
+        self._st = self._sv = self._stt = self._stv = self._svv = 0.0
+
+    def _add(self, t: float, v: float, sign: float) -> None:
+        self._n += int(sign)
+        self._st += sign * t
+        self._sv += sign * v
+        self._stt += sign * t * t
+        self._stv += sign * t * v
+        self._svv += sign * v * v
+
+    def add(self, ts: float, v: float) -> None:
+        """Add one sample at epoch seconds ``ts``; drop samples older than the window."""
+        if self._ref is None:
+            self._ref = ts
+        t = (ts - self._ref) / 3600.0
+        if t > _REBASE_H:
+            self._rebase(ts)
+            t = 0.0
+        self._pts.append((t, v))
+        self._add(t, v, 1.0)
+        horizon = t - self.window_h
+        while self._pts and self._pts[0][0] < horizon:
+            ot, ov = self._pts.popleft()
+            self._add(ot, ov, -1.0)
+
+    def _rebase(self, ts: float) -> None:
+        assert self._ref is not None
+        shift = (ts - self._ref) / 3600.0
+        self._ref = ts
+        old = list(self._pts)
+        self._pts.clear()
+        self._n = 0
+        self._st = self._sv = self._stt = self._stv = self._svv = 0.0
+        for t, v in old:
+            self._pts.append((t - shift, v))
+            self._add(t - shift, v, 1.0)
+
+    @property
+    def count(self) -> int:
+        """Samples in the window."""
+        return self._n
+
+    @property
+    def span_h(self) -> float:
+        """Hours between the oldest and newest sample of the window."""
+        return self._pts[-1][0] - self._pts[0][0] if self._pts else 0.0
+
+    def fit(self) -> tuple[float, float, float] | None:
+        """``(slope per hour, fitted value at the newest sample, t-statistic)``, or ``None``."""
+        n = self._n
+        if n < 3:
+            return None
+        sxx = self._stt - self._st * self._st / n
+        if sxx <= 1e-18:
+            return None
+        sxy = self._stv - self._st * self._sv / n
+        syy = self._svv - self._sv * self._sv / n
+        slope = sxy / sxx
+        mean_t = self._st / n
+        intercept = self._sv / n - slope * mean_t
+        t_now = self._pts[-1][0]
+        resid = max(syy - slope * sxy, 0.0)
+        se = math.sqrt(resid / (n - 2) / sxx) if n > 2 else float("inf")
+        tstat = abs(slope) / se if se > 0 else float("inf")
+        return slope, intercept + slope * t_now, tstat
+
+
+class Trend(MonitorBase):
+    """Wear trend towards a field's ``limit`` with a forecast of the hours left."""
+
+    def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
+        p = Params(spec)
+        window = p.number("window", 3600.0, lo=1.0)
+        self._min_points = p.integer("min_points", 30, lo=3)
+        self._min_slope = p.number("min_slope_per_hour", 0.0, lo=0.0)
+        self._horizon = p.number("horizon_hours", 720.0, lo=0.0)
+        self._min_t = p.number("min_t", 5.0, lo=0.0)
+        self._gate = Hysteresis(
+            1.0, 0.0,
+            min_duration=p.number("min_duration_s", window / 4, lo=0),
+            clear_duration=p.number("clear_after_s", window, lo=0),
+            cooldown=p.number("cooldown_s", 0.0, lo=0),
+        )
+        p.done()
+        self._limits: dict[str, float] = {}
+        for name in numeric_fields(profile, spec):
+            limit = profile.fields[name].limit
+            if limit is not None:
+                self._limits[name] = limit
+        if not self._limits:
+            raise DetectorConfigError("trend: none of the fields has a 'limit' to forecast against")
+        self._lines = {name: LinearTrend(window) for name in self._limits}
+        self._episode = Episode(event_type(profile, spec, "trend"))
+
+    def _forecast(self) -> tuple[tuple[str, float, float, float] | None, bool]:
+        """The soonest limit crossing ``(field, limit, hours, slope)``, and whether any
+        field still trends (for clearing)."""
+        best: tuple[str, float, float, float] | None = None
+        trending = False
+        for name, line in self._lines.items():
+            if line.count < self._min_points or line.span_h < line.window_h / 2:
+                continue
+            fit = line.fit()
+            if fit is None:
+                continue
+            slope, now_value, tstat = fit
+            limit = self._limits[name]
+            if slope >= self._min_slope / 2 and tstat >= self._min_t / 2 and slope > 0:
+                trending = True
+            if slope < self._min_slope or tstat < self._min_t or slope <= 0:
+                continue
+            hours = max((limit - now_value) / slope, 0.0)
+            if hours > self._horizon:
+                continue
+            if best is None or hours < best[2]:
+                best = (name, limit, hours, slope)
+        return best, trending
+
+    def observe(self, reading: Reading) -> list[Finding]:
+        ts = reading.ts
+        seen = False
+        for name, line in self._lines.items():
+            v = reading.values.get(name)
+            if v is not None:
+                line.add(ts, v)
+                seen = True
+        if not seen:
+            return []
+        best, trending = self._forecast()
+        score = 1.0 if best is not None else (0.5 if trending else 0.0)
+        step = self._gate.update(ts, score)
+        if step == "raise" and best is not None:
+            name, limit, hours, slope = best
+            f = Forecast(field=name, limit=limit, hours_to_limit=hours, slope_per_hour=slope)
+            evidence = {"field": name, "slope_per_hour": slope, "limit": limit}
+            return self._episode.raise_(ts, evidence, f)
+        if step == "clear":
+            return self._episode.clear(ts)
+        return []
+
+
+register("trend")(Trend)
