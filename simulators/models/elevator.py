@@ -40,8 +40,7 @@ class ElevatorModel(DeviceModel):
     )
     trend_limits: ClassVar[dict[str, str]] = {"elevator.door_wear": "door_cycle_s"}
     default_params: ClassVar[dict[str, dict[str, Any]]] = {
-        "elevator.door_fault": {"ramp": 600.0, "extra_s": 8.0, "reversals": 4.0,
-                                "failure_p": 0.3},
+        "elevator.door_fault": {"ramp": 600.0, "extra_s": 8.0, "reversals": 4.0, "failure_p": 0.3},
         "elevator.door_wear": {"ramp": 3 * 86400.0},
         "elevator.leveling_error": {"mm": 25.0},
         "elevator.abnormal_vibration": {"vibration": 1.1, "current_add_a": 55.0},
@@ -233,8 +232,7 @@ class ElevatorModel(DeviceModel):
         trapped = self.phase == "trapped"
         at_landing = not moving and not trapped
         door_open = (
-            self.phase == "door"
-            and OPEN_DELAY_S <= self.phase_t <= self.phase_len - CLOSE_TIME_S
+            self.phase == "door" and OPEN_DELAY_S <= self.phase_t <= self.phase_len - CLOSE_TIME_S
         )
         floor = math.floor(pos) if trapped else round(pos)
 

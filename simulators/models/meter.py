@@ -119,7 +119,8 @@ class SmartMeterModel(DeviceModel):
         total = sum(shares)
         pf = min(1.0, self.pf + n.normal(0, 0.005))
         currents = [
-            max(0.0, power * 1000.0 * (s / total) / (v * pf)) for s, v in zip(shares, volts, strict=True)
+            max(0.0, power * 1000.0 * (s / total) / (v * pf))
+            for s, v in zip(shares, volts, strict=True)
         ]
         values: dict[str, float] = {
             "power_kw": round(power, 4),

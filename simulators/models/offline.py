@@ -50,7 +50,8 @@ def simulate_offline(
         if truth is not None:
             truth.record(resolved, devs[index].kind)
     heap = [
-        (start + phase_offset(d.id, m.period), i) for i, (d, m) in enumerate(zip(devs, models, strict=True))
+        (start + phase_offset(d.id, m.period), i)
+        for i, (d, m) in enumerate(zip(devs, models, strict=True))
     ]
     heapq.heapify(heap)
     while heap:

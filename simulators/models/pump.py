@@ -105,7 +105,10 @@ class WaterPumpModel(DeviceModel):
 
         if self.running:
             p_target, i_target, q_target, t_target = (
-                self.p_run, self.current_base, self.flow_base, 68.0
+                self.p_run,
+                self.current_base,
+                self.flow_base,
+                68.0,
             )
             a1 = self.accel1_base * (1 + n.normal(0, 0.015))
             a2 = self.accel2_base * (1 + n.normal(0, 0.02))
