@@ -1,0 +1,161 @@
+"""Thrown-object detection on one camera view: motion -> tracks -> fall test -> alarms.
+
+Frames are reduced to a grey processing image of about 640 pixels wide (an integer
+downscale, so a 4 x 4 object still covers a 2 x 2 patch) before anything else; that and
+the per-frame work being a handful of whole-image OpenCV calls is what keeps the cost per
+frame well under the decode cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edge.camera.calibration import Calibration
+from edge.camera.fall import FallFit, FallParams, check_fall
+from edge.camera.motion import MotionDetector, MotionParams
+from edge.camera.tracking import Track, Tracker
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """One thrown or falling object."""
+
+    frame: int
+    """Frame index at which the alarm was raised."""
+    release_frame: int
+    release_t: float
+    floor: int
+    x: float
+    release_y: float
+    window_column: int | None
+    trajectory: list[tuple[int, float, float]]
+    size_px: float
+    fit: FallFit
+
+    def to_json(self) -> dict[str, float | int]:
+        return {"frame": self.frame, "floor": self.floor, "x": round(self.x, 1),
+                "release_frame": self.release_frame}
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorParams:
+    target_width: int = 640
+    warmup_frames: int = 8
+    max_miss: int = 8
+    max_fall_speed_mps: float = 30.0
+    recheck_every: int = 12
+    dedupe_frames: int = 20
+    dedupe_px: float = 48.0
+    motion: MotionParams = field(default_factory=MotionParams)
+    fall: FallParams = field(default_factory=FallParams)
+
+
+def processing_scale(width: int, target_width: int = 640) -> int:
+    """Integer downscale factor giving a processing image close to ``target_width``."""
+    return max(1, round(width / target_width))
+
+
+def to_processing(frame: npt.NDArray[np.uint8], factor: int) -> npt.NDArray[np.uint8]:
+    """Grey processing image of a BGR or grey frame, downscaled by ``factor``."""
+    gray = np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame,
+                      np.uint8)
+    if factor == 1:
+        return gray
+    h, w = gray.shape
+    return np.asarray(
+        cv2.resize(gray, (w // factor, h // factor), interpolation=cv2.INTER_AREA), np.uint8
+    )
+
+
+class ThrowDetector:
+    """Stateful detector for one camera view; feed processing images in frame order."""
+
+    def __init__(
+        self, calibration: Calibration, fps: float, width: int, height: int,
+        params: DetectorParams | None = None,
+    ) -> None:
+        if fps <= 0:
+            raise ValueError("fps must be positive")
+        self.cal = calibration
+        self.fps = fps
+        self.width, self.height = width, height
+        self.p = params or DetectorParams()
+        self.factor = processing_scale(width, self.p.target_width)
+        valid = calibration.valid_mask(width, height, 1.0 / self.factor)
+        valid = valid[: height // self.factor, : width // self.factor]
+        self.motion = MotionDetector(valid, self.p.motion)
+        step_per_frame = self.p.max_fall_speed_mps / fps
+
+        def max_step(y: float) -> float:
+            return float(calibration.pixels_per_metre(y)) * step_per_frame + 3.0
+
+        self.tracker = Tracker(max_step, self.p.max_miss)
+        self.frames_seen = 0
+        self.rejections: dict[str, int] = {}
+        self._recent: list[Alarm] = []
+
+    def prepare(self, frame: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        return to_processing(frame, self.factor)
+
+    def feed(self, proc: npt.NDArray[np.uint8], frame_index: int) -> list[Alarm]:
+        """Process one processing image; return the alarms it completes."""
+        self.frames_seen += 1
+        blobs = self.motion.process(proc)
+        xy = (blobs.xy + 0.5) * self.factor - 0.5
+        area = blobs.area.astype(np.float64) * (self.factor * self.factor)
+        births = self.frames_seen > self.p.warmup_frames and not blobs.disturbed
+        ended = self.tracker.update(frame_index, xy, area, allow_births=births)
+        alarms = [a for t in ended if (a := self._judge(t, frame_index, final=True))]
+        for tr in self.tracker.live:
+            if (not tr.alarmed and len(tr.frames) >= 2 * self.p.fall.min_points
+                    and len(tr.frames) - tr.checked_at >= self.p.recheck_every):
+                tr.checked_at = len(tr.frames)
+                alarm = self._judge(tr, frame_index, final=False)
+                if alarm:
+                    alarms.append(alarm)
+        return alarms
+
+    def finish(self, frame_index: int) -> list[Alarm]:
+        """End of stream: judge every live track."""
+        return [a for t in self.tracker.flush() if (a := self._judge(t, frame_index, True))]
+
+    def _judge(self, tr: Track, frame_index: int, final: bool) -> Alarm | None:
+        if tr.alarmed:
+            return None
+        if len(tr.frames) < self.p.fall.min_points:
+            if final and len(tr.frames) > 1:
+                self.rejections["short"] = self.rejections.get("short", 0) + 1
+            return None
+        t = np.asarray(tr.frames, np.float64) / self.fps
+        fit = check_fall(t, np.asarray(tr.xs), np.asarray(tr.ys), self.cal, self.p.fall)
+        if not fit.is_fall:
+            if final:
+                self.rejections[fit.reason] = self.rejections.get(fit.reason, 0) + 1
+            return None
+        tr.alarmed = True
+        release_frame = round(fit.release_t * self.fps)
+        for prev in self._recent:
+            if (abs(prev.release_frame - release_frame) <= self.p.dedupe_frames
+                    and abs(prev.x - fit.release_x) <= self.p.dedupe_px):
+                self.rejections["duplicate"] = self.rejections.get("duplicate", 0) + 1
+                return None
+        alarm = Alarm(
+            frame=frame_index,
+            release_frame=release_frame,
+            release_t=fit.release_t,
+            floor=fit.release_floor,
+            x=fit.release_x,
+            release_y=fit.release_y,
+            window_column=self.cal.window_column(fit.release_x),
+            trajectory=[(f, round(x, 1), round(y, 1))
+                        for f, x, y in zip(tr.frames, tr.xs, tr.ys, strict=True)],
+            size_px=float(np.median(tr.areas)),
+            fit=fit,
+        )
+        self._recent = [a for a in self._recent
+                        if frame_index - a.frame < 10 * self.p.dedupe_frames] + [alarm]
+        return alarm

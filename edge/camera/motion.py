@@ -1,0 +1,119 @@
+"""Motion: small moving blobs in a downscaled grey frame.
+
+A running background (float, updated only where nothing moves) and a running mean absolute
+deviation per pixel give a per-pixel threshold, so flickering lights, swaying edges and
+compression noise raise their own threshold instead of raising detections. A global gain
+factor is removed first (flicker, slow exposure drift). When too large a share of the view
+changes at once (an exposure step, a light switching a whole wall, camera shake) the frame
+is declared *disturbed*: the background is re-seeded from it and it yields no blobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class MotionParams:
+    alpha_bg: float = 0.05
+    alpha_dev: float = 0.02
+    k_dev: float = 4.0
+    min_threshold: float = 6.0
+    max_threshold: float = 60.0
+    initial_dev: float = 3.0
+    disturbed_share: float = 0.03
+    max_blob_area: int = 600
+    max_blob_side: int = 48
+    max_blobs: int = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Blobs:
+    """Blobs of one frame at processing resolution: centroids (N x 2: x, y), areas, contrasts."""
+
+    xy: npt.NDArray[np.float64]
+    area: npt.NDArray[np.int32]
+    disturbed: bool
+
+
+_EMPTY = np.zeros((0, 2), np.float64)
+
+
+class MotionDetector:
+    """Per-pixel adaptive background subtraction on the processing image."""
+
+    def __init__(self, valid: U8, params: MotionParams | None = None) -> None:
+        self._p = params or MotionParams()
+        self._valid = valid
+        self._invalid_share = float(np.count_nonzero(valid)) or 1.0
+        self._bg: F32 | None = None
+        self._dev: F32 | None = None
+        self._frames = 0
+        self.disturbed_frames = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        h, w = self._valid.shape
+        return h, w
+
+    def reset(self) -> None:
+        """Forget the background (a new stream, a reconnect)."""
+        self._bg = None
+        self._dev = None
+        self._frames = 0
+
+    def process(self, gray: U8) -> Blobs:
+        """Blobs of ``gray`` (same size as the valid mask); updates the background."""
+        p = self._p
+        frame = gray.astype(np.float32)
+        if self._bg is None or self._dev is None:
+            self._bg = frame.copy()
+            self._dev = np.full(frame.shape, p.initial_dev, np.float32)
+            self._frames = 1
+            return Blobs(_EMPTY, np.zeros(0, np.int32), True)
+        bg, dev = self._bg, self._dev
+        self._frames += 1
+        mean_bg = cv2.mean(bg, self._valid)[0]
+        mean_fr = cv2.mean(frame, self._valid)[0]
+        gain = mean_fr / mean_bg if mean_bg > 1.0 else 1.0
+        if abs(gain - 1.0) > 0.0005:
+            bg *= gain
+        diff = cv2.absdiff(frame, bg)
+        thr = cv2.addWeighted(dev, p.k_dev, dev, 0.0, p.min_threshold)
+        np.minimum(thr, p.max_threshold, out=thr)
+        fg = cv2.compare(diff, thr, cv2.CMP_GT)
+        cv2.bitwise_and(fg, self._valid, dst=fg)
+        changed = cv2.countNonZero(fg)
+        if changed > p.disturbed_share * self._invalid_share:
+            self.disturbed_frames += 1
+            self._bg = frame
+            return Blobs(_EMPTY, np.zeros(0, np.int32), True)
+        still = cv2.bitwise_not(fg)
+        cv2.accumulateWeighted(frame, bg, p.alpha_bg, still)
+        cv2.accumulateWeighted(diff, dev, p.alpha_dev, still)
+        if changed == 0:
+            return Blobs(_EMPTY, np.zeros(0, np.int32), False)
+        n, _labels, stats, cents = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        if n <= 1:
+            return Blobs(_EMPTY, np.zeros(0, np.int32), False)
+        stats = stats[1:]
+        cents = cents[1:]
+        area = stats[:, cv2.CC_STAT_AREA]
+        keep = (
+            (area <= p.max_blob_area)
+            & (stats[:, cv2.CC_STAT_WIDTH] <= p.max_blob_side)
+            & (stats[:, cv2.CC_STAT_HEIGHT] <= p.max_blob_side)
+        )
+        xy = cents[keep].astype(np.float64)
+        ar = area[keep].astype(np.int32)
+        if len(ar) > p.max_blobs:
+            order = np.argsort(-ar)[: p.max_blobs]
+            xy, ar = xy[order], ar[order]
+        return Blobs(xy, ar, False)
