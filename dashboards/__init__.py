@@ -1,0 +1,1 @@
+"""Grafana dashboards and provisioning for the telemetry database (see docs/telemetry.md)."""
