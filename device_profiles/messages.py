@@ -133,3 +133,14 @@ class WorkOrderPublic(BaseModel):
     rework: bool = False
     escalation_level: int = 0
     rating: int | None = None
+    description: str = ""
+    location: str | None = None
+    reporter: str | None = None
+    plan_name: str | None = None
+    due_at: float | None = None
+    """Preventive orders: the date the plan's visit is due."""
+    response_breached: bool = False
+    resolve_breached: bool = False
+    rework_count: int = 0
+    held_seconds: float = 0.0
+    last_event_at: float | None = None

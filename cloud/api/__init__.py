@@ -1,0 +1,1 @@
+"""HTTP routers of the cloud API, one module per resource."""

@@ -1,0 +1,79 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from cloud.api import auth, devices, events, sites, stream, work_orders
+from cloud.clock import Clock, SystemClock
+from cloud.context import AppContext
+from cloud.db import Database
+from cloud.engine import Engine
+from cloud.intake import Intake
+from cloud.policies import PolicyBook
+from cloud.settings import Settings
+from gatehouse import __version__
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    """The cloud app on ``settings.database_url``; migrates the database before returning.
+
+    ``clock`` (default: the wall clock) is what intake, tokens and SLAs read; tests pass a
+    manual one. The background engine runs in the app's lifespan when ``settings.run_engine``.
+    """
+    clock = clock or SystemClock()
+    db = Database(settings)
+    db.migrate()
+    policies = PolicyBook.load(settings.profiles_dir)
+    ctx = AppContext(
+        settings=settings, db=db, clock=clock, policies=policies,
+        intake=Intake(db, policies, clock, settings.rework_window),
+    )
+    engine = Engine(ctx)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(engine.run_forever()) if settings.run_engine else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            db.dispose()
+
+    app = FastAPI(
+        title="gatehouse cloud", version=__version__, lifespan=lifespan,
+        description="Event intake, work orders with SLAs, the device ledger, users and sites.",
+    )
+    app.state.ctx = ctx
+    app.state.engine = engine
+    for module in (events, auth, work_orders, devices, sites, stream):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, Any]:
+        c = ctx.intake.counters
+        return {
+            "status": "ok", "database": db.dialect,
+            "intake": {"batches": c.batches, "accepted": c.accepted,
+                       "duplicates": c.duplicates, "rejected": c.rejected,
+                       "retries": c.retries},
+            "engine": {"passes": engine.report.passes, "errors": engine.report.errors,
+                       "escalations": engine.report.escalations},
+        }
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (several workers): settings from ``GATEHOUSE_*``."""
+    os.environ.setdefault("GATEHOUSE_RUN_ENGINE", "true")
+    return create_app(Settings())
