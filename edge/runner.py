@@ -1,0 +1,613 @@
+"""The agent: MQTT in, validation, detection, durable outbox, forwarding, telemetry outputs.
+
+The runner owns everything the stages must not: the queue from the MQTT thread, bursts,
+durability order, acknowledgements, retry and back-pressure, the disk reserve and the
+self-metrics. One burst goes like this:
+
+1. take up to ``burst_max`` messages from the queue (whatever is waiting, no per-message
+   round trip);
+2. validate each; rejections are counted by reason and kept as dead letters; readings go
+   to detection, status changes to ``on_status``, device-native events become events;
+3. commit the burst's events to the outbox, critical lane first, in one transaction per lane
+   (``synchronous=FULL``); only then
+4. acknowledge the burst's MQTT messages.
+
+If the outbox cannot be written (disk full), critical events take the reserve and the rest
+of the burst is held: no new message is taken and nothing is acknowledged until it is
+written, so the broker keeps what is not yet durable (``Receive Maximum`` bounds how much
+it sends meanwhile). The health endpoint says ``degraded`` until the disk recovers, which the
+agent notices by itself.
+
+Telemetry outputs get each burst's readings; a failed write is spooled to the outbox's
+bounded ``telemetry`` lane and replayed later with backoff (the outputs themselves never
+retry). The forwarder thread drains the event lanes to the cloud. A clock tick once a second
+lets every monitor notice silence (device offline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from device_profiles.loader import load_profiles
+from device_profiles.messages import Event, Reading
+from device_profiles.schema import DeviceProfile
+from device_profiles.site import SiteConfig
+from edge.backoff import Backoff
+from edge.deadletter import DeadLetters
+from edge.detection import Detection, MonitorsFactory
+from edge.detectors.base import build_monitors
+from edge.diskguard import DiskGuard, statvfs_free
+from edge.events import outbox_entry
+from edge.forwarder import Forwarder
+from edge.metrics import HealthServer, Metrics, Sample
+from edge.mqtt_input import InboundMessage, MqttInput
+from edge.outbox import CRITICAL, EVENTS, TELEMETRY, Entry, Outbox, default_lanes
+from edge.outputs import TelemetryOutput, build_outputs
+from edge.sqlite_store import StoreError, StoreFull
+from edge.validate import DEFAULT_MAX_PAYLOAD, NativeEvent, Rejection, StatusChange, Validator
+
+log = logging.getLogger(__name__)
+
+OUTBOX_FILE = "outbox.db"
+DEADLETTER_FILE = "deadletters.db"
+
+
+class MessageSource(Protocol):
+    """Where messages come from (the MQTT input; a fake in unit tests)."""
+
+    connected: bool
+    last_error: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def ack(self, message: InboundMessage) -> bool: ...
+
+
+SourceFactory = Callable[[Callable[[InboundMessage], None]], MessageSource]
+"""Builds the message source given the sink it must call for every message."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    """Tuning of the agent that the site file does not carry (all have safe defaults)."""
+
+    data_dir: Path | None = None
+    """Default: the site's ``data_dir``."""
+    http_port: int | None = None
+    """Default: the site's ``http_port``; ``None`` there too disables /healthz and /metrics."""
+    http_host: str = "127.0.0.1"
+    burst_max: int = 500
+    tick_interval: float = 1.0
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+    receive_maximum: int = 1000
+    queue_max: int = 200_000
+    deadletter_max_rows: int = 10_000
+    telemetry_max_bytes: int = 64 * 1024 * 1024
+    reserve_bytes: int = 8 * 1024 * 1024
+    low_water_bytes: int = 16 * 1024 * 1024
+    drain_rate: float | None = None
+    """Events per second sent to the cloud at most (``None``: as fast as it answers)."""
+    telemetry_retry_initial: float = 1.0
+    telemetry_retry_max: float = 30.0
+    held_retry: float = 0.5
+    """Seconds between attempts to write a held burst (disk full)."""
+    forward: bool = True
+    """Run the forwarder thread (off in tests that look at the outbox itself)."""
+
+    def __post_init__(self) -> None:
+        if self.burst_max < 1 or self.tick_interval <= 0 or self.held_retry <= 0:
+            raise ValueError("burst_max, tick_interval and held_retry must be positive")
+        if self.queue_max <= self.receive_maximum:
+            raise ValueError("queue_max must exceed receive_maximum (QoS 1 is never dropped)")
+
+
+@dataclass
+class _Pending:
+    """Effects of processed messages not yet durable, and the messages to ack after."""
+
+    critical: list[Entry] = field(default_factory=list)
+    events: list[Entry] = field(default_factory=list)
+    acks: list[InboundMessage] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.critical or self.events or self.acks)
+
+
+class Agent:
+    """The gateway agent of one site. ``start()`` returns once its threads run.
+
+    ``outputs`` are telemetry outputs by name (default: every registered output the site
+    asks for); ``monitor_factory`` builds a device's monitors (default: the profile's
+    detectors); ``source_factory`` replaces the MQTT input and ``http_client`` the cloud
+    client (tests); ``free_bytes`` replaces the free-space probe of the data folder.
+    """
+
+    def __init__(
+        self,
+        site: SiteConfig,
+        *,
+        profiles: Mapping[str, DeviceProfile] | None = None,
+        clock: Callable[[], float] = time.time,
+        options: AgentOptions | None = None,
+        outputs: Mapping[str, TelemetryOutput] | Sequence[TelemetryOutput] | None = None,
+        monitor_factory: MonitorsFactory = build_monitors,
+        source_factory: SourceFactory | None = None,
+        http_client: httpx.Client | None = None,
+        free_bytes: Callable[[Path], int] = statvfs_free,
+    ) -> None:
+        self.site = site
+        self.options = opts = options or AgentOptions()
+        self._clock = clock
+        self.profiles = dict(
+            profiles if profiles is not None else load_profiles(site.profiles_dir)
+        )
+        self.metrics = Metrics()
+        self.data_dir = Path(opts.data_dir or site.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.guard = DiskGuard(
+            self.data_dir, reserve_bytes=opts.reserve_bytes,
+            low_water_bytes=opts.low_water_bytes, free_bytes=free_bytes,
+        )
+        self.guard.ensure_reserve()
+        self.validator = Validator(site, self.profiles, max_payload=opts.max_payload, clock=clock)
+        self.detection = Detection(
+            site, self.profiles, monitor_factory=monitor_factory, metrics=self.metrics
+        )
+        self.outbox = Outbox(
+            self.data_dir / OUTBOX_FILE, default_lanes(opts.telemetry_max_bytes), clock=clock
+        )
+        self.deadletters = DeadLetters(
+            self.data_dir / DEADLETTER_FILE, max_rows=opts.deadletter_max_rows, clock=clock
+        )
+        if outputs is None:
+            outputs = build_outputs(site, self.profiles)
+        if isinstance(outputs, Mapping):
+            self._outputs: dict[str, TelemetryOutput] = dict(outputs)
+        else:
+            self._outputs = {f"output{i}": out for i, out in enumerate(outputs)}
+        self._telemetry_backoff = Backoff(opts.telemetry_retry_initial, opts.telemetry_retry_max)
+        self._telemetry_retry_at = 0.0
+        self._queue: queue.Queue[InboundMessage] = queue.Queue(maxsize=opts.queue_max)
+        self._source: MessageSource = (
+            source_factory(self._enqueue) if source_factory is not None
+            else MqttInput(
+                site.mqtt, site_id=site.site_id, gateway_id=site.gateway_id, sink=self._enqueue,
+                receive_maximum=opts.receive_maximum, metrics=self.metrics,
+            )
+        )
+        try:
+            token = site.cloud.resolve_token()
+        except OSError as exc:
+            raise StoreError(f"cloud.token_file {site.cloud.token_file}: {exc.strerror}") from exc
+        self.forwarder = Forwarder(
+            self.outbox, base_url=site.cloud.url, token=token, client=http_client,
+            deadletters=self.deadletters, metrics=self.metrics,
+            batch_size=site.cloud.batch_size, retry_initial=site.cloud.retry_initial,
+            retry_max=site.cloud.retry_max, timeout=site.cloud.timeout,
+            verify=site.cloud.ca_file or True, drain_rate=opts.drain_rate,
+        )
+        self._pending = _Pending()
+        self._store_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._forward_stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._http: HealthServer | None = None
+        self._store_full = False
+        self._ingest: deque[tuple[float, int]] = deque(maxlen=64)
+        self._started = False
+        self.metrics.add_collector(self._gauges)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start the loop, the forwarder, the health server and the MQTT input."""
+        if self._started:
+            raise RuntimeError("agent already started")
+        self._started = True
+        port = self.options.http_port if self.options.http_port is not None else self.site.http_port
+        if port is not None:
+            self._http = HealthServer(
+                self.metrics, self.health, host=self.options.http_host, port=port
+            )
+            self._http.start()
+        loop = threading.Thread(target=self._loop, name="edge-runner", daemon=True)
+        self._threads.append(loop)
+        if self.options.forward:
+            fwd = threading.Thread(
+                target=self.forwarder.run, args=(self._forward_stop,), name="edge-forwarder",
+                daemon=True,
+            )
+            self._threads.append(fwd)
+        for thread in self._threads:
+            thread.start()
+        self._source.start()
+        log.info(
+            "edge agent for site %s started: %d devices, %d monitors, data in %s",
+            self.site.site_id, len(self.site.all_devices()), self.detection.monitor_count,
+            self.data_dir,
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the current burst (commit, ack), then disconnect and close the stores.
+
+        Messages still queued are not acknowledged: the broker keeps them in the session.
+        """
+        self._stop.set()
+        self._forward_stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        with contextlib.suppress(Exception):
+            self._source.stop()
+        if self._http is not None:
+            self._http.stop()
+        for name, output in self._outputs.items():
+            try:
+                output.close()
+            except Exception:  # closing one output must not keep the others open
+                log.exception("closing output %s failed", name)
+        self.forwarder.close()
+        with contextlib.suppress(StoreError):
+            self.outbox.checkpoint()
+        self.outbox.close()
+        self.deadletters.close()
+
+    @property
+    def http_port(self) -> int | None:
+        """The port /healthz and /metrics are served on (useful with port 0)."""
+        return None if self._http is None else self._http.port
+
+    # ----------------------------------------------------------------- public hooks
+
+    def emit_event(self, event: Event) -> bool:
+        """Queue an event from another producer (the camera service); thread-safe.
+
+        Returns ``True`` once the event is durable in the outbox (``False``: it already was).
+        Raises :class:`~edge.sqlite_store.StoreFull` if it cannot be written even after a
+        critical event took the reserve.
+        """
+        entry = outbox_entry(event)
+        with self._store_lock:
+            new = self._put([entry], critical=entry.lane == CRITICAL)
+        self.metrics.inc("events", lane=entry.lane, source="emit")
+        return new == 1
+
+    def health(self) -> dict[str, Any]:
+        """``ok`` or ``degraded`` with the reasons; what /healthz serves."""
+        reasons = []
+        if self._store_full:
+            reasons.append("store_full")
+        if self.guard.low():
+            reasons.append("disk_low")
+        if not self.guard.reserve_held:
+            reasons.append("reserve_used")
+        if not self._source.connected:
+            reasons.append("mqtt_disconnected")
+        if self.forwarder.last_error:
+            reasons.append("cloud_unreachable")
+        return {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "site_id": self.site.site_id,
+            "gateway_id": self.site.gateway_id,
+            "mqtt": {"connected": self._source.connected, "error": self._source.last_error},
+            "cloud": {"error": self.forwarder.last_error},
+            "outbox": {lane: self.outbox.depth(lane) for lane in self.outbox.lanes},
+            "disk_free_bytes": self.guard.free(),
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and gauges as plain values (what the demo and the tests read)."""
+        m = self.metrics
+        rejects = {k: int(v) for k, v in m.counters_by("rejects", "reason").items()}
+        received = int(m.counter("messages_received"))
+        events = int(sum(m.counters_by("events", "lane").values()))
+        forwarded = int(m.counter("forwarded"))
+        pending = self.outbox.depth(CRITICAL) + self.outbox.depth(EVENTS)
+        return {
+            "messages_ingested": received,
+            "messages_rejected": sum(rejects.values()),
+            "events_raised": events,
+            "events_forwarded": forwarded,
+            "outbox_depth": pending,
+            "received": received,
+            "readings": int(m.counter("readings")),
+            "status_changes": int(m.counter("status_changes")),
+            "rejected": sum(rejects.values()),
+            "rejects": rejects,
+            "events": events,
+            "acked": int(m.counter("mqtt_acks")),
+            "forwarded": forwarded,
+            "forward_failures": int(sum(m.counters_by("forward_failures", "reason").values())),
+            "outbox": {lane: self.outbox.depth(lane) for lane in self.outbox.lanes},
+            "evicted": {lane: self.outbox.evictions(lane) for lane in self.outbox.lanes},
+            "telemetry_dropped": int(m.counter("telemetry_dropped")),
+            "telemetry_spooled": int(m.counter("telemetry_spooled")),
+            "deadletters": self.deadletters.count(),
+            "queue": self._queue.qsize(),
+            "held": not self._pending.empty(),
+            "degraded": self.health()["status"] != "ok",
+            "mqtt_connected": self._source.connected,
+        }
+
+    # ----------------------------------------------------------------- the loop
+
+    def _enqueue(self, message: InboundMessage) -> None:
+        try:
+            self._queue.put_nowait(message)
+        except queue.Full:
+            self.metrics.inc("queue_overflow")
+
+    def _loop(self) -> None:
+        next_tick = time.monotonic() + self.options.tick_interval
+        while not self._stop.is_set():
+            try:
+                if not self._pending.empty():
+                    if not self._flush():
+                        self._stop.wait(self.options.held_retry)
+                else:
+                    wait = max(0.0, min(next_tick - time.monotonic(), 0.2))
+                    burst = self._take_burst(wait)
+                    if burst:
+                        self._process(burst)
+                        self._flush()
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + self.options.tick_interval
+                    self._tick()
+            except Exception:  # the runner thread must survive anything one burst does
+                self.metrics.inc("runner_errors")
+                log.exception("edge runner: unexpected error in a burst; continuing")
+                self._stop.wait(self.options.held_retry)
+        if not self._pending.empty():
+            try:
+                self._flush()
+            except StoreError:
+                log.exception("could not write the last burst at stop; the broker redelivers it")
+
+    def _take_burst(self, wait: float) -> list[InboundMessage]:
+        try:
+            first = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return []
+        burst = [first]
+        while len(burst) < self.options.burst_max:
+            try:
+                burst.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return burst
+
+    def _process(self, burst: list[InboundMessage]) -> None:
+        m = self.metrics
+        m.inc("messages_received", float(len(burst)))
+        self._ingest.append((time.monotonic(), len(burst)))
+        readings: list[Reading] = []
+        events: list[Event] = []
+        letters: list[tuple[str, str, str, bytes]] = []
+        for msg in burst:
+            result = self.validator.validate(msg.topic, msg.payload)
+            if isinstance(result, Rejection):
+                m.inc("rejects", reason=result.reason.value)
+                letters.append((msg.topic, result.reason.value, result.detail, msg.payload))
+            elif isinstance(result, Reading):
+                readings.append(result)
+                events.extend(self.detection.observe(result))
+            elif isinstance(result, StatusChange):
+                m.inc("status_changes")
+                events.extend(self.detection.status(result))
+            elif isinstance(result, NativeEvent):
+                m.inc("native_events")
+                events.extend(self.detection.native(result))
+        m.inc("readings", float(len(readings)))
+        self._stage_events(events)
+        self._pending.acks.extend(burst)
+        if letters:
+            self._keep_letters(letters)
+        if readings and self._outputs:
+            self._write_telemetry(readings)
+
+    def _stage_events(self, events: Iterable[Event]) -> None:
+        for event in events:
+            entry = outbox_entry(event)
+            (self._pending.critical if entry.lane == CRITICAL else self._pending.events).append(
+                entry
+            )
+            self.metrics.inc("events", lane=entry.lane, source="detect")
+
+    def _tick(self) -> None:
+        self._stage_events(self.detection.tick(self._clock()))
+        self._flush()
+        self._check_disk()
+        if self._outputs and self.outbox.depth(TELEMETRY):
+            self._replay_telemetry()
+
+    def _flush(self) -> bool:
+        """Make pending events durable (critical first), then ack; ``True`` when all done."""
+        p = self._pending
+        with self._store_lock:
+            try:
+                if p.critical:
+                    self._put(p.critical, critical=True)
+                    p.critical = []
+                if p.events:
+                    self._put(p.events, critical=False)
+                    p.events = []
+            except StoreFull:
+                return False
+        acks, p.acks = p.acks, []
+        sent = sum(1 for msg in acks if self._source.ack(msg))
+        self.metrics.inc("mqtt_acks", float(sent))
+        return True
+
+    def _put(self, entries: list[Entry], *, critical: bool) -> int:
+        """Write entries; on a full disk free room (critical: the reserve) and try again.
+
+        Raises :class:`StoreFull` when it still does not fit (the caller holds the entries).
+        """
+        try:
+            new = self.outbox.put_many(entries)
+        except StoreFull as exc:
+            self._on_store_full(exc)
+            freed = self._make_room(critical=critical)
+            if not freed:
+                raise
+            try:
+                new = self.outbox.put_many(entries)
+            except StoreFull:
+                self.metrics.inc("store_full_writes", lane=CRITICAL if critical else EVENTS)
+                raise
+        return new
+
+    def _make_room(self, *, critical: bool) -> bool:
+        freed = False
+        if self.outbox.depth(TELEMETRY):
+            with contextlib.suppress(StoreError):
+                evicted = self.outbox.shrink(TELEMETRY, 0)
+                self.metrics.inc("telemetry_evicted_disk_full", float(evicted))
+                freed = evicted > 0
+        if critical and self.guard.release_reserve():
+            self.metrics.inc("reserve_releases")
+            log.error("disk full: released the %d-byte reserve for critical events",
+                      self.guard.reserve_bytes)
+            freed = True
+        return freed
+
+    def _on_store_full(self, exc: StoreFull) -> None:
+        if not self._store_full:
+            log.error("outbox write failed, disk full (%s); degraded until space returns", exc)
+        self._store_full = True
+        self.metrics.inc("store_full")
+
+    def _check_disk(self) -> None:
+        """Leave degraded mode by itself once space is back (and restore the reserve)."""
+        if self.guard.low():
+            return
+        if self._store_full and self._pending.empty():
+            self._store_full = False
+            log.warning("disk space is back; leaving degraded mode")
+        if not self.guard.reserve_held:
+            self.guard.ensure_reserve()
+
+    def _keep_letters(self, letters: list[tuple[str, str, str, bytes]]) -> None:
+        try:
+            self.deadletters.add_many(letters)
+        except StoreError as exc:
+            self.metrics.inc("deadletters_dropped", float(len(letters)))
+            if isinstance(exc, StoreFull):
+                self._on_store_full(exc)
+            else:
+                log.error("dead letters not kept: %s", exc)
+
+    # ----------------------------------------------------------------- telemetry
+
+    def _write_telemetry(self, readings: list[Reading]) -> None:
+        spooling = self.outbox.depth(TELEMETRY) > 0
+        for name, output in self._outputs.items():
+            if spooling:
+                self._spool(name, readings)
+                continue
+            try:
+                output.write(readings)
+            except Exception as exc:  # an output's failure is data for the spool, not a crash
+                self._output_failed(name, exc)
+                unwritten = getattr(exc, "unwritten", None)
+                rest = (
+                    [r for r in unwritten if isinstance(r, Reading)]
+                    if isinstance(unwritten, Sequence) and unwritten
+                    else readings
+                )
+                self._spool(name, rest)
+
+    def _output_failed(self, name: str, exc: Exception) -> None:
+        self.metrics.inc("output_failures", output=name)
+        delay = self._telemetry_backoff.next_delay()
+        self._telemetry_retry_at = time.monotonic() + delay
+        if self._telemetry_backoff.failures == 1:
+            log.warning("output %s failed (%s); spooling telemetry, retry in %.1fs",
+                        name, exc, delay)
+
+    def _spool(self, name: str, readings: list[Reading]) -> None:
+        if not readings:
+            return
+        payload = _encode_readings(name, readings)
+        key = f"{name}:{readings[0].ts:.3f}:{hashlib.sha1(payload).hexdigest()[:16]}"
+        if self._store_full or self.guard.low():
+            self.metrics.inc("telemetry_dropped", float(len(readings)), reason="disk_full")
+            return
+        try:
+            self.outbox.put_many([Entry(TELEMETRY, key, payload, items=len(readings))])
+        except StoreError as exc:
+            self.metrics.inc("telemetry_dropped", float(len(readings)), reason="store")
+            if isinstance(exc, StoreFull):
+                self._on_store_full(exc)
+            return
+        self.metrics.inc("telemetry_spooled", float(len(readings)))
+
+    def _replay_telemetry(self, max_items: int = 20) -> None:
+        if time.monotonic() < self._telemetry_retry_at:
+            return
+        for item in self.outbox.peek(TELEMETRY, max_items):
+            name, readings = _decode_readings(self.site.site_id, item.payload)
+            output = self._outputs.get(name)
+            if output is not None:
+                try:
+                    output.write(readings)
+                except Exception as exc:  # stays spooled; retried after the backoff
+                    self._output_failed(name, exc)
+                    return
+                self.metrics.inc("telemetry_replayed", float(len(readings)))
+            else:
+                self.metrics.inc("telemetry_dropped", float(len(readings)), reason="no_output")
+            self.outbox.ack(TELEMETRY, [item.key])
+        self._telemetry_backoff.reset()
+
+    # ----------------------------------------------------------------- metrics
+
+    def _gauges(self) -> Iterable[Sample]:
+        for lane in self.outbox.lanes:
+            yield "outbox_depth", {"lane": lane}, float(self.outbox.depth(lane))
+            yield "outbox_bytes", {"lane": lane}, float(self.outbox.size_bytes(lane))
+            age = self.outbox.oldest_age(lane)
+            yield "outbox_oldest_age_seconds", {"lane": lane}, 0.0 if age is None else age
+            yield "outbox_evicted_items", {"lane": lane}, float(self.outbox.evictions(lane))
+        health = self.health()
+        yield "degraded", {}, 0.0 if health["status"] == "ok" else 1.0
+        for reason in ("store_full", "disk_low", "reserve_used", "mqtt_disconnected",
+                       "cloud_unreachable"):
+            yield "degraded_reason", {"reason": reason}, float(reason in health["reasons"])
+        yield "disk_free_bytes", {}, float(health["disk_free_bytes"])
+        yield "queue_depth", {}, float(self._queue.qsize())
+        yield "ingest_rate", {}, self._ingest_rate()
+
+    def _ingest_rate(self, window: float = 10.0) -> float:
+        now = time.monotonic()
+        total = sum(n for t, n in list(self._ingest) if now - t <= window)
+        return total / window
+
+
+def _encode_readings(output: str, readings: Sequence[Reading]) -> bytes:
+    rows = [[r.kind, r.device_id, r.ts, r.values] for r in readings]
+    return json.dumps({"output": output, "readings": rows}, separators=(",", ":")).encode()
+
+
+def _decode_readings(site_id: str, payload: bytes) -> tuple[str, list[Reading]]:
+    data = json.loads(payload)
+    readings = [
+        Reading(site_id=site_id, kind=k, device_id=d, ts=float(ts), values=dict(v))
+        for k, d, ts, v in data["readings"]
+    ]
+    return str(data["output"]), readings

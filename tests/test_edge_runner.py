@@ -1,0 +1,234 @@
+"""The agent with a fake message source, fake monitors and a fake cloud: bursts, durable
+events before acks, telemetry spool and replay, disk-full handling, health and metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+
+from device_profiles.loader import load_profiles
+from device_profiles.messages import Event, Reading
+from edge.outbox import CRITICAL, EVENTS, TELEMETRY
+from edge.runner import Agent, AgentOptions
+from tests.servers_edge import FakeCloud, SourceBox, fake_monitors, make_site, pump_payload
+
+PROFILES = load_profiles()
+PUMP = "gh/s1/water_pump/pump-1/telemetry"
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+class FlakyOutput:
+    def __init__(self) -> None:
+        self.up = True
+        self.stored: list[Reading] = []
+        self.calls = 0
+
+    def write(self, readings: Sequence[Reading]) -> None:
+        self.calls += 1
+        if not self.up:
+            raise ConnectionError("tsdb down")
+        self.stored.extend(readings)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[tuple[Agent, SourceBox, FakeCloud, FlakyOutput]]:
+    box, cloud, output = SourceBox(), FakeCloud(), FlakyOutput()
+    agent = Agent(
+        make_site("s1", data_dir=tmp_path / "edge"), profiles=PROFILES,
+        options=AgentOptions(
+            http_port=0, tick_interval=0.05, reserve_bytes=0, low_water_bytes=0,
+            telemetry_retry_initial=0.01, telemetry_retry_max=0.02,
+        ),
+        outputs={"tsdb": output}, monitor_factory=fake_monitors, source_factory=box,
+        http_client=cloud.client(),
+    )
+    agent.start()
+    yield agent, box, cloud, output
+    agent.stop()
+
+
+def test_events_reach_the_cloud_and_messages_are_acked(
+    parts: tuple[Agent, SourceBox, FakeCloud, FlakyOutput],
+) -> None:
+    agent, box, cloud, output = parts
+    src = box.get
+    mids = [src.push(PUMP, pump_payload(100.0 + i)) for i in range(5)]
+    mids.append(src.push(PUMP, pump_payload(105.0, current_a=15.0)))
+    mids.append(src.push(PUMP, pump_payload(106.0, current_a=3.0)))
+    wait_until(lambda: len(cloud.received) == 2)
+    types = sorted((e["type"], e["state"], e["severity"]) for e in cloud.received.values())
+    assert types == [
+        ("pump.dry_running", "cleared", "critical"), ("pump.dry_running", "raised", "critical")
+    ]
+    wait_until(lambda: sorted(src.acked) == mids)
+    assert len(output.stored) == 7
+    stats = agent.stats()
+    assert stats["readings"] == 7 and stats["events"] == 2 and stats["rejected"] == 0
+
+
+def test_rejections_are_counted_and_kept(
+    parts: tuple[Agent, SourceBox, FakeCloud, FlakyOutput],
+) -> None:
+    agent, box, _, _ = parts
+    src = box.get
+    src.push(PUMP, b"{oops")
+    src.push("gh/s1/water_pump/nobody/telemetry", pump_payload(1.0))
+    src.push(PUMP, pump_payload(1.0, current_a=500))
+    src.push(PUMP, pump_payload(2.0))
+    wait_until(lambda: agent.stats()["received"] == 4)
+    stats = agent.stats()
+    assert stats["rejects"] == {"bad_json": 1, "unknown_device": 1, "out_of_valid_range": 1}
+    wait_until(lambda: agent.stats()["deadletters"] == 3)
+    assert stats["readings"] == 1
+
+
+def test_telemetry_is_spooled_while_the_output_is_down_then_replayed(
+    parts: tuple[Agent, SourceBox, FakeCloud, FlakyOutput],
+) -> None:
+    agent, box, _, output = parts
+    src = box.get
+    output.up = False
+    for i in range(10):
+        src.push(PUMP, pump_payload(200.0 + i))
+    wait_until(lambda: agent.stats()["telemetry_spooled"] == 10)
+    assert agent.outbox.depth(TELEMETRY) >= 1
+    output.up = True
+    wait_until(lambda: agent.outbox.depth(TELEMETRY) == 0)
+    src.push(PUMP, pump_payload(300.0))
+    wait_until(lambda: len(output.stored) == 11)
+    assert [r.ts for r in output.stored] == sorted(r.ts for r in output.stored)
+
+
+def test_emit_event_is_durable_and_forwarded(
+    parts: tuple[Agent, SourceBox, FakeCloud, FlakyOutput],
+) -> None:
+    agent, _, cloud, _ = parts
+    ev = Event(
+        event_id="cam-thrown-000001", site_id="s1", gateway_id="gw-test", device_id="pump-1",
+        kind="camera", type="camera.object_thrown", severity="critical", state="raised", ts=5.0,
+    )
+    assert agent.emit_event(ev) is True
+    wait_until(lambda: "cam-thrown-000001" in cloud.received)
+
+
+def test_health_and_metrics_endpoints(
+    parts: tuple[Agent, SourceBox, FakeCloud, FlakyOutput],
+) -> None:
+    agent, box, _, _ = parts
+    box.get.push(PUMP, b"[]")
+    wait_until(lambda: agent.stats()["rejected"] == 1)
+    base = f"http://127.0.0.1:{agent.http_port}"
+    health = httpx.get(f"{base}/healthz")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    text = httpx.get(f"{base}/metrics").text
+    assert 'gatehouse_edge_rejects_total{reason="not_an_object"} 1' in text
+    for name in ("outbox_depth{lane=\"critical\"}", "outbox_oldest_age_seconds",
+                 "outbox_evicted_items", "ingest_rate", "detector_seconds_total"):
+        assert f"gatehouse_edge_{name}" in text
+    assert "gw-token" not in text and "gw-token" not in health.text
+
+
+def test_cloud_outage_holds_events_until_it_returns(tmp_path: Path) -> None:
+    box, cloud = SourceBox(), FakeCloud(down=True)
+    agent = Agent(
+        make_site("s1", data_dir=tmp_path), profiles=PROFILES,
+        options=AgentOptions(reserve_bytes=0, low_water_bytes=0, tick_interval=0.05),
+        outputs={}, monitor_factory=fake_monitors, source_factory=box, http_client=cloud.client(),
+    )
+    agent.start()
+    try:
+        for i in range(21):
+            box.get.push(PUMP, pump_payload(10.0 + i, accel1_rms=2.0 if i % 2 else 0.2))
+        wait_until(lambda: agent.stats()["events"] == 20)
+        wait_until(lambda: agent.health()["status"] == "degraded")
+        assert "cloud_unreachable" in agent.health()["reasons"]
+        assert agent.outbox.depth(EVENTS) == 20
+        cloud.down = False
+        wait_until(lambda: len(cloud.received) == 20)
+        wait_until(lambda: agent.health()["status"] == "ok")
+    finally:
+        agent.stop()
+
+
+class FillableDisk:
+    """A free-space probe the test controls."""
+
+    def __init__(self) -> None:
+        self.free = 10**9
+
+    def __call__(self, path: Path) -> int:
+        return self.free
+
+
+def test_restart_resumes_the_outbox(tmp_path: Path) -> None:
+    cloud = FakeCloud(down=True)
+    opts = AgentOptions(reserve_bytes=0, low_water_bytes=0, tick_interval=0.05)
+    box = SourceBox()
+    site = make_site("s1", data_dir=tmp_path)
+    agent = Agent(site, profiles=PROFILES, options=opts, outputs={},
+                  monitor_factory=fake_monitors, source_factory=box, http_client=cloud.client())
+    agent.start()
+    box.get.push(PUMP, pump_payload(1.0, current_a=15.0))
+    wait_until(lambda: agent.outbox.depth(CRITICAL) == 1)
+    agent.stop()
+    cloud.down = False
+    again = Agent(site, profiles=PROFILES, options=opts, outputs={},
+                  monitor_factory=fake_monitors, source_factory=SourceBox(),
+                  http_client=cloud.client())
+    again.start()
+    try:
+        wait_until(lambda: len(cloud.received) == 1)
+        assert next(iter(cloud.received.values()))["type"] == "pump.dry_running"
+    finally:
+        again.stop()
+
+
+def test_disk_low_reports_degraded_and_recovers(tmp_path: Path) -> None:
+    disk = FillableDisk()
+    box, cloud = SourceBox(), FakeCloud()
+    agent = Agent(
+        make_site("s1", data_dir=tmp_path), profiles=PROFILES,
+        options=AgentOptions(reserve_bytes=1024, low_water_bytes=10_000, tick_interval=0.05),
+        outputs={"tsdb": FlakyOutput()}, monitor_factory=fake_monitors, source_factory=box,
+        http_client=cloud.client(), free_bytes=disk,
+    )
+    agent.start()
+    try:
+        wait_until(lambda: agent.health()["status"] == "ok")
+        disk.free = 5_000
+        wait_until(lambda: "disk_low" in agent.health()["reasons"])
+        disk.free = 10**9
+        wait_until(lambda: agent.health()["status"] == "ok")
+    finally:
+        agent.stop()
+
+
+def test_emit_event_is_idempotent(tmp_path: Path) -> None:
+    agent = Agent(
+        make_site("s1", data_dir=tmp_path), profiles=PROFILES,
+        options=AgentOptions(reserve_bytes=0, low_water_bytes=0, forward=False),
+        outputs={}, monitor_factory=fake_monitors, source_factory=SourceBox(),
+    )
+    ev = Event(
+        event_id="e-00000001", site_id="s1", gateway_id="gw-test", device_id="pump-1",
+        kind="water_pump", type="pump.leak", severity="warning", state="raised", ts=1.0,
+    )
+    assert agent.emit_event(ev) is True
+    assert agent.emit_event(ev) is False
+    assert agent.outbox.depth(EVENTS) == 1
+    agent.stop()
