@@ -4,7 +4,7 @@ The registry is explicit: each module below registers its detectors when importe
 list is the whole set (no folder scanning).
 """
 
-from edge.detectors import elevator, gate, generic, meter, pump, trend
+from edge.detectors import elevator, gate, generic, meter, models, pump, trend
 from edge.detectors.base import (
     Detector,
     DetectorConfigError,
@@ -27,6 +27,7 @@ __all__ = [
     "gate",
     "generic",
     "meter",
+    "models",
     "pump",
     "register",
     "registered",

@@ -9,48 +9,23 @@ from device_profiles.schema import DetectorSpec, DeviceProfile
 from device_profiles.site import DeviceConfig
 from edge.detectors.base import Finding, MonitorBase, register
 from edge.detectors.common import (
-    Hysteresis,
     Params,
     condition_from,
-    event_type,
-    numeric_fields,
     rule_event,
 )
-from edge.detectors.scorers import GaussianScorer
+from edge.detectors.models import build_gaussian
 from edge.detectors.threshold import ScoreMonitor
 
 
 def build_pump_model(
     spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig
 ) -> ScoreMonitor:
-    """``pump_model``: a :class:`GaussianScorer` over all pump channels, thresholded.
+    """``pump_model``: the multivariate learned model (``gaussian``) raising ``pump.anomaly``.
 
-    Learns each pump's own normal from its first ``warmup`` samples, then adapts slowly
-    to samples judged normal. Params: the scorer's (``warmup``, ``smooth``, ``quantile``,
-    ``margin``, ``shrinkage``, ``adapt_rate``) and the wrapper's (``clear_level``,
-    ``min_duration_s``, ``clear_after_s``, ``cooldown_s``); the raise level is 1.0, the
-    calibrated edge of normal.
+    Learns each pump's own normal from its first ``warmup`` samples, then adapts slowly to
+    samples judged normal; see :func:`edge.detectors.models.build_gaussian`.
     """
-    p = Params(spec)
-    fields = numeric_fields(profile, spec)
-    scorer = GaussianScorer(
-        fields,
-        warmup=p.integer("warmup", 400, lo=10),
-        smooth=p.integer("smooth", 20, lo=1),
-        quantile=p.number("quantile", 0.99, lo=0.5, hi=1.0),
-        margin=p.number("margin", 1.5, lo=0.01),
-        shrinkage=p.number("shrinkage", 0.1, lo=0.0, hi=0.99),
-        adapt_rate=p.number("adapt_rate", 0.0005, lo=0.0, hi=0.5),
-    )
-    gate = Hysteresis(
-        1.0,
-        p.number("clear_level", 0.7, lo=0.0, hi=1.0),
-        min_duration=p.number("min_duration_s", 5 * profile.sampling_period, lo=0),
-        clear_duration=p.number("clear_after_s", 30 * profile.sampling_period, lo=0),
-        cooldown=p.number("cooldown_s", 60 * profile.sampling_period, lo=0),
-    )
-    p.done()
-    return ScoreMonitor(scorer, fields, event_type(profile, spec, "anomaly"), gate)
+    return build_gaussian(spec, profile, device, default_event="anomaly")
 
 
 class _Ewma:
