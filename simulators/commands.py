@@ -309,7 +309,7 @@ def run_estate(args: argparse.Namespace) -> int:
             rate_limit=args.rate_limit,
             protocol=args.protocol,
         )
-    except (FaultArgError, FaultError, ValueError) as exc:
+    except (FaultArgError, FaultError, ValueError, BrokerError) as exc:
         print(f"gatehouse simulate: {exc}", file=sys.stderr)
         return 2
     try:

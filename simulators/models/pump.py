@@ -140,7 +140,7 @@ class WaterPumpModel(DeviceModel):
         else:
             self.pressure = first_order(self.pressure, p_target, dt, 5.0 if self.running else 10.0)
         self.current = first_order(self.current, i_target, dt, 1.5)
-        self.flow = first_order(self.flow, q_target, dt, 4.0)
+        self.flow = first_order(self.flow, q_target, dt, 2.0)
         self.motor_temp = first_order(self.motor_temp, t_target, dt, 900.0)
         water_target = 19.0 + 3.0 * daytime(ts)
         self.water_temp = first_order(self.water_temp, water_target, dt, 3600.0)
