@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections import defaultdict
 
@@ -90,7 +91,7 @@ def test_samples_come_at_the_profile_period() -> None:
         times[d.id].append((d.kind, s.ts))
     for series in times.values():
         kind = series[0][0]
-        steps = {round(b[1] - a[1], 6) for a, b in zip(series, series[1:], strict=False)}
+        steps = {round(b[1] - a[1], 6) for a, b in itertools.pairwise(series)}
         assert steps == {profiles[kind].sampling_period}
 
 
@@ -244,7 +245,7 @@ def check_leak() -> None:
     assert len(idle) > 300
     drops = [
         b.values["pressure_bar"] - a.values["pressure_bar"]
-        for a, b in zip(idle, idle[1:], strict=False)
+        for a, b in itertools.pairwise(idle)
         if b.ts - a.ts < 1.5
     ]
     assert statistics.fmean(drops) < -0.002
