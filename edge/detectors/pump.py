@@ -15,6 +15,7 @@ from edge.detectors.common import (
 )
 from edge.detectors.models import build_gaussian
 from edge.detectors.threshold import ScoreMonitor
+from edge.detectors.trend import LinearTrend
 
 
 def build_pump_model(
@@ -56,8 +57,9 @@ class PumpRules(MonitorBase):
       ``dry_flow_ratio`` of normal (pressure instead when the pump has no flow meter);
     * cavitation: running at normal current (>= ``cav_current_ratio``), vibration at least
       ``cav_vibration_ratio`` of normal and pressure (and flow) below ``cav_drop_ratio``;
-    * leak: while idle, pressure falls at ``leak_rate_bar_per_h`` or faster, measured over
-      at least ``leak_min_idle_s`` of the idle period (a healthy closed system holds it).
+    * leak: while idle, pressure falls at ``leak_rate_bar_per_h`` or faster: the slope of a
+      least-squares line through the idle period's pressure, once it spans
+      ``leak_min_idle_s`` and is clear of noise (t >= 4); a healthy closed system holds it.
     """
 
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
@@ -88,7 +90,7 @@ class PumpRules(MonitorBase):
         self._vib = _Ewma(self._alpha)
         self._pressure = _Ewma(self._alpha)
         self._flow = _Ewma(self._alpha)
-        self._idle_since: tuple[float, float] | None = None
+        self._idle: tuple[float, LinearTrend] | None = None
 
     def _learn(self, current: float, vib: float, pressure: float, flow: float | None) -> None:
         self._current.add(current)
@@ -143,21 +145,24 @@ class PumpRules(MonitorBase):
 
     def _leak_step(self, ts: float, driven: bool, pressure: float) -> list[Finding]:
         if driven:
-            self._idle_since = None
+            self._idle = None
             return []
-        if self._idle_since is None:
-            self._idle_since = (ts, pressure)
-            return []
-        t0, p0 = self._idle_since
+        if self._idle is None:
+            self._idle = (ts, LinearTrend(float("inf")))
+        t0, line = self._idle
+        line.add(ts, pressure)
         elapsed = ts - t0
         if elapsed < self._leak_idle:
             return []
-        rate = (p0 - pressure) / elapsed * 3600.0
-        evidence = {"idle_s": elapsed, "pressure_start": p0, "pressure_now": pressure,
-                    "decay_bar_per_h": rate}
-        if rate >= self._leak_rate:
+        fit = line.fit()
+        if fit is None:
+            return []
+        slope, now_value, tstat = fit
+        decay = -slope
+        evidence = {"idle_s": elapsed, "pressure_now": now_value, "decay_bar_per_h": decay}
+        if decay >= self._leak_rate and tstat >= 4.0:
             return self._leak.update(ts, True, evidence)
-        if rate < self._leak_rate / 2:
+        if decay < self._leak_rate / 2:
             return self._leak.update(ts, False, evidence)
         return []
 
