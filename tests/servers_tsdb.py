@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
-import random
 import signal
 import subprocess
 import time
@@ -24,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from device_profiles.loader import load_profiles
 from device_profiles.messages import Event, EventState, Forecast, Reading, make_event_id
 from device_profiles.site import EstateLayout, SiteConfig
+from simulators.models.base import FaultSpec
 from tests.servers import ServerUnavailable, ensure_debian_package, free_port
 
 Series = dict[str, Any]
@@ -166,18 +166,22 @@ def victoria_metrics(workdir: Path, extra_args: tuple[str, ...] = ()) -> Iterato
 
 @dataclass
 class SimulatedEstate:
-    """Telemetry and events of a small estate over the last hours (meters: the last 8 days).
+    """Telemetry and events of a small estate over the last 6 hours (meters: also a week ago).
 
-    Deterministic for a given ``seed`` and ``end``. What the dashboards must show is known by
-    construction: ``silent`` devices stop reporting 30 minutes before ``end``; one pump's
-    drive-end vibration trends up with forecasts; one meter spikes 90 to 60 minutes before
-    ``end``; ``critical`` critical events are raised.
+    The telemetry comes from the simulator's device models (``simulate_offline``) with faults
+    injected, so what the dashboards must show is known by construction: ``silent`` devices
+    stop reporting 30 minutes before ``end`` (an offline fault); one pump's bearing wears and
+    one elevator's door slows down over the 6 hours; one meter spikes 90 to 60 minutes before
+    ``end``; a gate is forced open and an elevator traps a passenger (``critical`` events).
+    The events are what the edge would raise for those faults, each with the profile's
+    severity; the pump's bearing-wear forecast is ``latest_pump_forecast``.
     """
 
     site: SiteConfig
     end: float
     readings: list[Reading]
     events: list[Event]
+    faults: list[FaultSpec]
     silent: frozenset[str]
     critical: int
     latest_pump_forecast: dict[str, float]
@@ -185,216 +189,102 @@ class SimulatedEstate:
 
 def simulated_estate(site_id: str, end: float, seed: int = 7) -> SimulatedEstate:
     """Build the estate's readings and events ending at ``end`` (epoch seconds)."""
-    rng = random.Random(seed)
+    from simulators.models.offline import simulate_offline
+
+    profiles = load_profiles()
     site = SiteConfig(
         site_id=site_id,
         estate=EstateLayout(
             buildings=2,
             floors=12,
             elevators_per_building=2,
-            pumps_per_building=2,
-            meters_per_building=3,
+            pumps_per_building=1,
+            meters_per_building=2,
             gates=2,
             cameras_per_building=1,
         ),
     )
     end = float(int(end))
-    hours6 = end - 6 * 3600
-    silent = frozenset({"gate-2"})
+    start = end - 6 * 3600
+    faults = [
+        FaultSpec("b1-pump-1", "pump.bearing_wear", start, end + 3600),
+        FaultSpec("b1-elev-1", "elevator.door_wear", start, end + 3600),
+        FaultSpec("b1-elev-2", "elevator.entrapment", end - 10800, end - 10500),
+        FaultSpec("gate-1", "gate.tailgating", end - 3000, end - 2700),
+        FaultSpec("gate-1", "gate.forced_open", end - 2400, end - 2370),
+        FaultSpec("gate-2", "gate.offline", end - 1800, end + 3600),
+        FaultSpec(
+            "b2-meter-2",
+            "meter.energy_spike",
+            end - 5400,
+            end - 3600,
+            {"factor": 4.0, "add_kw": 10.0},
+        ),
+    ]
+    devices = site.all_devices()
+    meters = [d for d in devices if d.kind == "smart_meter"]
+    others = [d for d in devices if d.kind != "smart_meter"]
     readings: list[Reading] = []
+    week = 7 * 86400
+    margin = 600.0
+    meter_faults = [f for f in faults if f.device_id.startswith("b2-meter")]
+    runs = (
+        # Meters: the last 6 hours and the same hours a week earlier (the baseline panels).
+        (meters, start - week - margin, end - week + margin, []),
+        (meters, start - margin, end, meter_faults),
+        (others, start, end, [f for f in faults if f not in meter_faults]),
+    )
+    for group, since, until, group_faults in runs:
+        for device, sample in simulate_offline(
+            group, since, until + 0.001, group_faults, seed=seed, floors=12
+        ):
+            if sample.values:
+                readings.append(
+                    Reading(site_id, device.kind, device.id, sample.ts, dict(sample.values))
+                )
 
-    def emit(kind: str, device: str, ts: float, values: dict[str, float]) -> None:
-        if device in silent and ts > end - 1800:
-            return
-        readings.append(Reading(site_id, kind, device, ts, values))
+    kinds = {d.id: d.kind for d in devices}
 
-    for dev in site.all_devices():
-        if dev.kind == "smart_meter":
-            base = 3.0 if dev.params.get("common_area") else 0.8 + 0.1 * rng.random()
-            energy = 1000.0 * rng.random()
-            ts = end - 8 * 86400
-            while ts <= end:
-                hour = (ts % 86400) / 3600
-                kw = base * (1 + 0.6 * math.sin(2 * math.pi * (hour - 9) / 24))
-                kw *= 1 + rng.gauss(0, 0.03)
-                if dev.id == "b2-meter-2" and end - 5400 <= ts < end - 3600:
-                    kw = kw * 4 + 5
-                energy += kw / 60
-                amps = kw * 1000 / (3 * 230)
-                emit(
-                    "smart_meter",
-                    dev.id,
-                    ts,
-                    {
-                        "power_kw": round(kw, 4),
-                        "energy_kwh": round(energy, 4),
-                        "voltage_l1_v": 230 + rng.gauss(0, 1.5),
-                        "voltage_l2_v": 231 + rng.gauss(0, 1.5),
-                        "voltage_l3_v": 229 + rng.gauss(0, 1.5),
-                        "current_l1_a": amps,
-                        "current_l2_a": amps * 0.95,
-                        "current_l3_a": amps * 1.05,
-                        "power_factor": 0.95,
-                    },
-                )
-                ts += 60
-        elif dev.kind == "elevator":
-            floor = 0
-            ts = hours6
-            while ts <= end:
-                moving = rng.random() < 0.4
-                if moving:
-                    floor = max(0, min(12, floor + rng.choice((-3, -1, 1, 2, 4))))
-                wear = (ts - hours6) / (end - hours6) if dev.id == "b1-elev-1" else 0.0
-                emit(
-                    "elevator",
-                    dev.id,
-                    ts,
-                    {
-                        "floor": float(floor),
-                        "at_landing": float(not moving),
-                        "moving": float(moving),
-                        "door_open": float(not moving and rng.random() < 0.5),
-                        "load_kg": max(0.0, rng.gauss(150, 80)) if moving else 0.0,
-                        "speed_mps": 1.5 if moving else 0.0,
-                        "door_cycle_s": 5.5 + 3.5 * wear + rng.gauss(0, 0.2),
-                        "door_reversals": float(rng.random() < 0.05),
-                        "door_close_failures": 0.0,
-                        "leveling_error_mm": rng.gauss(0, 3),
-                        "vibration_rms": abs(rng.gauss(0.3, 0.05)),
-                        "motor_current_a": 25 + rng.gauss(0, 2) if moving else 2.0,
-                        "trips": float(rng.randint(0, 3)),
-                    },
-                )
-                ts += 20
-        elif dev.kind == "water_pump":
-            ts = hours6
-            while ts <= end:
-                wear = (ts - hours6) / (end - hours6) if dev.id == "b1-pump-1" else 0.0
-                emit(
-                    "water_pump",
-                    dev.id,
-                    ts,
-                    {
-                        "accel1_rms": 0.2 + 0.25 * wear + abs(rng.gauss(0, 0.01)),
-                        "accel2_rms": 0.25 + abs(rng.gauss(0, 0.01)),
-                        "current_a": 3.5 + rng.gauss(0, 0.05),
-                        "pressure_bar": 3 + rng.gauss(0, 0.05),
-                        "temperature_c": 60 + rng.gauss(0, 0.5),
-                        "thermocouple_c": 25 + rng.gauss(0, 0.2),
-                        "voltage_v": 230 + rng.gauss(0, 1),
-                        "flow_lpm": 120 + rng.gauss(0, 2),
-                    },
-                )
-                ts += 30
-        elif dev.kind == "access_gate":
-            ts = hours6
-            while ts <= end:
-                grants = rng.randint(0, 3)
-                passages = grants + (1 if rng.random() < 0.05 else 0)
-                door_open = passages > 0
-                emit(
-                    "access_gate",
-                    dev.id,
-                    ts,
-                    {
-                        "door_open": float(door_open),
-                        "door_open_s": 4.0 if door_open else 0.0,
-                        "passages": float(passages),
-                        "grants": float(grants),
-                        "denials": float(rng.random() < 0.1),
-                        "tamper": 0.0,
-                    },
-                )
-                ts += 30
-        elif dev.kind == "camera":
-            ts = hours6
-            while ts <= end:
-                emit(
-                    "camera",
-                    dev.id,
-                    ts,
-                    {
-                        "fps": 25 + rng.gauss(0, 0.5),
-                        "frame_drops": 0.0,
-                        "reconnects": 0.0,
-                    },
-                )
-                ts += 60
-
-    def event(
-        device: str,
-        kind: str,
-        etype: str,
-        severity: str,
-        state: EventState,
-        ts: float,
-        hours: float | None = None,
-        field_name: str = "accel1_rms",
-        limit: float = 0.5,
-    ) -> Event:
+    def event(spec: FaultSpec, state: EventState, ts: float, hours: float | None = None) -> Event:
+        kind = kinds[spec.device_id]
         forecast = None
         if hours is not None:
+            field_name = "accel1_rms" if kind == "water_pump" else "door_cycle_s"
+            limit = profiles[kind].fields[field_name].limit
+            assert limit is not None
             forecast = Forecast(field=field_name, limit=limit, hours_to_limit=hours)
-        return Event.model_validate(
-            {
-                "event_id": make_event_id(site_id, device, etype, ts, state),
-                "site_id": site_id,
-                "gateway_id": site.gateway_id,
-                "device_id": device,
-                "kind": kind,
-                "type": etype,
-                "severity": severity,
-                "state": state,
-                "ts": ts,
-                "evidence": {"score": 0.9, "threshold": 0.5},
-                "forecast": forecast,
-            }
+        return Event(
+            event_id=make_event_id(site_id, spec.device_id, spec.type, spec.start, state),
+            site_id=site_id,
+            gateway_id=site.gateway_id,
+            device_id=spec.device_id,
+            kind=kind,
+            type=spec.type,
+            severity=profiles[kind].events[spec.type].severity,
+            state=state,
+            ts=ts,
+            evidence={"score": 0.9, "threshold": 0.5},
+            forecast=forecast,
         )
 
-    events = [
-        event(
-            "b1-pump-1",
-            "water_pump",
-            "pump.bearing_wear",
-            "warning",
-            "raised",
-            end - 7200,
-            hours=40.0,
-        ),
-        event(
-            "b1-pump-1",
-            "water_pump",
-            "pump.bearing_wear",
-            "warning",
-            "raised",
-            end - 3600,
-            hours=30.0,
-        ),
-        event(
-            "b1-elev-1",
-            "elevator",
-            "elevator.door_wear",
-            "info",
-            "raised",
-            end - 1800,
-            hours=120.0,
-            field_name="door_cycle_s",
-            limit=12.0,
-        ),
-        event("b2-meter-2", "smart_meter", "meter.energy_spike", "warning", "raised", end - 5300),
-        event("b2-meter-2", "smart_meter", "meter.energy_spike", "warning", "cleared", end - 3500),
-        event("gate-1", "access_gate", "gate.forced_open", "critical", "raised", end - 2400),
-        event("b1-elev-2", "elevator", "elevator.entrapment", "critical", "raised", end - 10800),
-        event("b1-elev-2", "elevator", "elevator.entrapment", "critical", "cleared", end - 10500),
-        event("gate-2", "access_gate", "gate.offline", "warning", "raised", end - 1740),
-    ]
+    events: list[Event] = []
+    for spec in faults:
+        if spec.type == "pump.bearing_wear":
+            events.append(event(spec, "raised", end - 3600, hours=30.0))
+        elif spec.type == "elevator.door_wear":
+            events.append(event(spec, "raised", end - 1800, hours=120.0))
+        else:
+            events.append(event(spec, "raised", spec.start))
+            if spec.end <= end:
+                events.append(event(spec, "cleared", spec.end))
+    critical = sum(e.severity == "critical" and e.state == "raised" for e in events)
     return SimulatedEstate(
         site=site,
         end=end,
         readings=readings,
         events=events,
-        silent=silent,
-        critical=2,
+        faults=faults,
+        silent=frozenset({"gate-2"}),
+        critical=critical,
         latest_pump_forecast={"b1-pump-1": 30.0},
     )

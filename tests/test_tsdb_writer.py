@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,6 +124,17 @@ def test_unknown_fields_and_non_finite_values_are_dropped_and_counted() -> None:
         "smart_meter,building=B\\,2,device=meter-7,floor=7,site=estate-a energy_kwh=3.0 5000"
     ]
     assert w.stats()["fields_dropped_unknown"] == 1
+    assert w.stats()["fields_dropped_not_finite"] == 1
+
+
+def test_a_value_that_is_not_a_number_is_dropped_and_counted() -> None:
+    sink = RecordingSink()
+    w = writer(sink)
+    values: dict[str, Any] = {"power_kw": "high", "energy_kwh": True}
+    w.write([Reading("estate-a", "smart_meter", "meter-7", 5.0, values)])
+    assert sink.lines == [
+        "smart_meter,building=B\\,2,device=meter-7,floor=7,site=estate-a energy_kwh=1.0 5000"
+    ]
     assert w.stats()["fields_dropped_not_finite"] == 1
 
 

@@ -33,7 +33,7 @@ import math
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -210,26 +210,8 @@ def tag_set(tags: Mapping[str, str | None]) -> str:
     )
 
 
-_FieldEncoder = Callable[[float], str]
-
-
-def _encode_float(value: float) -> str:
-    return repr(float(value))
-
-
-def _encode_int(value: float) -> str:
-    return f"{round(value)}i"
-
-
-def _encode_bool(value: float) -> str:
-    return "true" if value else "false"
-
-
-_ENCODERS: dict[str, _FieldEncoder] = {
-    "float": _encode_float,
-    "int": _encode_int,
-    "bool": _encode_bool,
-}
+_FLOAT, _INT, _BOOL = 0, 1, 2
+_TYPE_CODES = {"float": _FLOAT, "int": _INT, "bool": _BOOL}
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,9 +245,9 @@ class InfluxTelemetryWriter:
         self._devices = {
             d.id: _DeviceTags(building=d.building, floor=d.floor) for d in site.all_devices()
         }
-        self._fields: dict[str, dict[str, tuple[str, _FieldEncoder]]] = {
+        self._fields: dict[str, dict[str, tuple[str, int]]] = {
             kind: {
-                name: (escape_key(name), _ENCODERS[spec.type])
+                name: (escape_key(name) + "=", _TYPE_CODES[spec.type])
                 for name, spec in profile.fields.items()
             }
             for kind, profile in profiles.items()
@@ -315,15 +297,30 @@ class InfluxTelemetryWriter:
             self._count("rejected_bad_timestamp")
             return None
         parts: list[str] = []
+        unknown = not_finite = 0
         for name, value in reading.values.items():
             spec = fields.get(name)
             if spec is None:
-                self._count("fields_dropped_unknown")
+                unknown += 1
                 continue
-            if not isinstance(value, int | float) or not math.isfinite(value):
-                self._count("fields_dropped_not_finite")
+            try:
+                finite = value - value == 0  # False for NaN and +-inf
+            except TypeError:
+                finite = False
+            if not finite:
+                not_finite += 1
                 continue
-            parts.append(f"{spec[0]}={spec[1](value)}")
+            key, code = spec
+            if code == _FLOAT:
+                parts.append(key + repr(value if type(value) is float else float(value)))
+            elif code == _INT:
+                parts.append(f"{key}{round(value)}i")
+            else:
+                parts.append(key + ("true" if value else "false"))
+        if unknown:
+            self._count("fields_dropped_unknown", unknown)
+        if not_finite:
+            self._count("fields_dropped_not_finite", not_finite)
         if not parts:
             self._count("rejected_no_fields")
             return None
