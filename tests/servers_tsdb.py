@@ -24,7 +24,7 @@ from typing import Any
 
 from device_profiles.loader import load_profiles
 from device_profiles.messages import Event, EventState, Forecast, Reading, make_event_id
-from device_profiles.site import EstateLayout, SiteConfig
+from device_profiles.site import DeviceConfig, EstateLayout, SiteConfig
 from simulators.models.base import FaultSpec
 from tests.servers import ServerUnavailable, ensure_debian_package, free_port
 
@@ -228,12 +228,12 @@ def simulated_estate(site_id: str, end: float, seed: int = 7) -> SimulatedEstate
     week = 7 * 86400
     margin = 600.0
     meter_faults = [f for f in faults if f.device_id.startswith("b2-meter")]
-    runs = (
+    runs: list[tuple[list[DeviceConfig], float, float, list[FaultSpec]]] = [
         # Meters: the last 6 hours and the same hours a week earlier (the baseline panels).
         (meters, start - week - margin, end - week + margin, []),
         (meters, start - margin, end, meter_faults),
         (others, start, end, [f for f in faults if f not in meter_faults]),
-    )
+    ]
     for group, since, until, group_faults in runs:
         for device, sample in simulate_offline(
             group, since, until + 0.001, group_faults, seed=seed, floors=12
