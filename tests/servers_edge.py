@@ -208,3 +208,46 @@ def make_pki(directory: Path) -> Pki:
         server_cert=directory / "server.crt", server_key=directory / "server.key",
         client_cert=directory / "client.crt", client_key=directory / "client.key",
     )
+
+
+class Publisher:
+    """A device-side MQTT client for tests: publish, then :meth:`flush` waits for PUBACKs."""
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        client_id: str = "",
+        username: str | None = None,
+        password: str | None = None,
+        ca: Path | None = None,
+    ) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        if username:
+            self.client.username_pw_set(username, password)
+        if ca is not None:
+            self.client.tls_set(ca_certs=str(ca))
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self._infos: list[Any] = []
+        self.reason_codes: list[int] = []
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self._infos.append(self.client.publish(topic, payload, qos=qos, retain=retain))
+
+    def flush(self, timeout: float = 30.0) -> None:
+        for info in self._infos:
+            info.wait_for_publish(timeout)
+        self._infos.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.client.disconnect()
+        self.client.loop_stop()

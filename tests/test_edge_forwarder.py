@@ -19,7 +19,7 @@ from tests.servers_edge import FakeCloud
 def event(i: int, severity: str = "warning") -> Event:
     return Event(
         event_id=f"evt-{i:06d}", site_id="s1", gateway_id="gw", device_id="pump-1",
-        kind="water_pump", type="pump.bearing_wear", severity=severity,  # type: ignore[arg-type]
+        kind="water_pump", type="pump.bearing_wear", severity=severity,
         state="raised", ts=1000.0 + i,
     )
 
