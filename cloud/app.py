@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from cloud import dashboard
 from cloud.api import auth, devices, events, sites, stream, work_orders
 from cloud.clock import Clock, SystemClock
 from cloud.context import AppContext
@@ -57,6 +58,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.engine = engine
     for module in (events, auth, work_orders, devices, sites, stream):
         app.include_router(module.router)
+    dashboard.install(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:

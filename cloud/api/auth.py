@@ -39,7 +39,7 @@ async def _credentials(request: Request) -> LoginRequest:
         return LoginRequest.model_validate(data)
     except (ValueError, ValidationError, UnicodeDecodeError) as exc:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, "username and password are required"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "username and password are required"
         ) from exc
 
 

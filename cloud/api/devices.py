@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,12 +15,15 @@ from cloud.api.schemas import (
     DeviceDetail,
     DevicePublic,
     EventPublic,
+    ImportResult,
     TimelineEntry,
     VisitCreate,
     VisitPublic,
 )
 from cloud.changes import public
-from cloud.models import Device, EventRow, MaintenanceVisit, WorkOrder
+from cloud.context import AppContext
+from cloud.ledger_csv import COLUMNS, LedgerRow, RowError, parse_csv, to_csv
+from cloud.models import Device, EventRow, MaintenanceVisit, Site, WorkOrder
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 DeviceId = Annotated[str, Path(min_length=1, max_length=128)]
@@ -58,6 +63,75 @@ def list_devices(
         stmt = stmt.where(Device.kind == kind)
     stmt = stmt.order_by(Device.site_id, Device.device_id).limit(limit).offset(offset)
     return [DevicePublic.model_validate(d) for d in session.scalars(stmt)]
+
+
+@router.get(
+    "/devices.csv", response_class=PlainTextResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "the ledger as CSV"}},
+)
+def export_devices(
+    user: CurrentUser, session: SessionDep, site_id: SiteQuery = None
+) -> PlainTextResponse:
+    """The ledger of the caller's sites (or one site) as CSV, one device per line."""
+    stmt = user.scope(select(Device), Device.site_id)
+    if site_id is not None:
+        stmt = stmt.where(Device.site_id == site_id)
+    rows = [
+        LedgerRow(**{c: getattr(d, c) for c in COLUMNS})
+        for d in session.scalars(stmt.order_by(Device.site_id, Device.device_id))
+    ]
+    return PlainTextResponse(to_csv(rows), media_type="text/csv")
+
+
+@router.post(
+    "/devices/import", response_model=ImportResult,
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "text/csv": {"schema": {"type": "string"}}}}},
+    responses={403: {"description": "only admins and dispatchers import"},
+               422: {"description": "bad rows: nothing was imported"}},
+)
+async def import_devices(
+    request: Request, user: CurrentUser, ctx: CtxDep, site_id: SiteQuery = None
+) -> ImportResult:
+    """Create or update ledger rows from CSV (columns as the export). All or nothing."""
+    if user.role not in ("admin", "dispatcher"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only admins and dispatchers import")
+    body = await request.body()
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "CSV must be UTF-8") from exc
+    return await run_in_threadpool(_import, ctx, user, text, site_id)
+
+
+def _import(ctx: AppContext, user: Principal, text: str, site_id: str | None) -> ImportResult:
+    rows, errors = parse_csv(text, site_id)
+    with ctx.db.session() as session, session.begin():
+        known = set(session.scalars(user.scope(select(Site.id), Site.id)))
+        for i, row in enumerate(rows):
+            if row.site_id not in known:
+                errors.append(RowError(i + 2, f"no site {row.site_id!r} for you"))
+        if errors:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                [{"line": e.line, "error": e.error} for e in sorted(errors, key=lambda e: e.line)],
+            )
+        created = updated = 0
+        now = ctx.clock.now()
+        for row in rows:
+            dev = session.scalars(select(Device).where(
+                Device.site_id == row.site_id, Device.device_id == row.device_id)).first()
+            if dev is None:
+                dev = Device(site_id=row.site_id, device_id=row.device_id, kind=row.kind,
+                             created_at=now)
+                session.add(dev)
+                created += 1
+            else:
+                updated += 1
+            for col in COLUMNS[2:]:
+                setattr(dev, col, getattr(row, col))
+            session.flush()
+    return ImportResult(created=created, updated=updated)
 
 
 @router.get(

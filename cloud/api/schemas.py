@@ -144,3 +144,8 @@ class ReportCreate(_In):
     """Photo references (URLs or stored evidence ids)."""
     device_id: str | None = Field(default=None, min_length=1, max_length=128)
     emergency: bool = False
+
+
+class ImportResult(BaseModel):
+    created: int
+    updated: int

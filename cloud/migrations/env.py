@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+import cloud.telemetry_models  # noqa: F401  (the dashboard's tables live on the same Base)
 from cloud.models import Base
 
 config = context.config

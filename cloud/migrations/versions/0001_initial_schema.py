@@ -92,7 +92,6 @@ def upgrade() -> None:
     sa.Column('install_date', sa.String(length=10), nullable=True),
     sa.Column('warranty_end', sa.String(length=10), nullable=True),
     sa.Column('created_at', sa.Float(), nullable=False),
-    sa.Column('last_event_at', sa.Float(), nullable=True),
     sa.ForeignKeyConstraint(['site_id'], ['sites.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('site_id', 'device_id', name='uq_devices_site_device')
