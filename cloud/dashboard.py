@@ -72,8 +72,8 @@ def install(app: FastAPI) -> None:
     """Mount the dashboard and its data API on ``app`` (a second call changes nothing)."""
     from cloud.telemetry_api import router as telemetry_router
 
-    paths = {getattr(r, "path", None) for r in app.router.routes}
-    if "/api/v1/telemetry" not in paths:
-        app.include_router(telemetry_router)
-    if "/ui/{name:path}" not in paths:
-        app.include_router(router)
+    if getattr(app.state, "dashboard_installed", False):
+        return
+    app.include_router(telemetry_router)
+    app.include_router(router)
+    app.state.dashboard_installed = True

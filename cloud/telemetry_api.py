@@ -47,7 +47,6 @@ SPIKE_MIN_KWH = 0.5
 STALE_AFTER = 900.0
 """A device whose latest summary is older than this is shown as ``no_data``."""
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
 DeviceIdStr = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Responses = dict[int | str, dict[str, Any]]
 
@@ -74,15 +73,20 @@ class _In(BaseModel):
 
 
 class SummaryItem(_In):
-    """One device's minute: the mean and the max of each field over the minute."""
+    """One device's minute: the mean and the max of each field over the minute.
+
+    Numbers are range-checked in the handler, not here, so that a NaN or an infinity is one
+    counted rejection of one item instead of a refused batch (and an error reply that cannot
+    even be encoded as JSON).
+    """
 
     device_id: DeviceIdStr
     kind: str = Field(min_length=1, max_length=32)
     building: str | None = Field(default=None, max_length=64)
-    ts: FiniteFloat = Field(ge=0, le=1e11)
+    ts: float
     """Start of the minute (floored to a multiple of 60 on arrival)."""
-    values: dict[str, FiniteFloat] = Field(max_length=64)
-    max: dict[str, FiniteFloat] = Field(default_factory=dict, max_length=64)
+    values: dict[str, float] = Field(max_length=64)
+    max: dict[str, float] = Field(default_factory=dict, max_length=64)
     count: int = Field(default=1, ge=1, le=1_000_000)
     """Readings in the minute; weights the merge when a minute arrives in two parts."""
 
@@ -263,6 +267,11 @@ def _store(
         reason = None
         if item.device_id not in known:
             reason = "unknown device for this site"
+        elif not (math.isfinite(item.ts) and 0 <= item.ts <= 1e11):
+            reason = "bad timestamp"
+        elif not all(math.isfinite(v) and abs(v) <= 1e15
+                     for v in (*item.values.values(), *item.max.values())):
+            reason = "value not a finite number"
         elif item.ts > now + 86400:
             reason = "timestamp more than a day in the future"
         elif not item.values:
@@ -368,7 +377,7 @@ def get_readings(
     end = until if until is not None else ctx.clock.now()
     start = since if since is not None else end - 86400.0
     if start > end:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "since is after until")
+        raise HTTPException(422, "since is after until")
     rows = session.execute(
         select(TelemetryMinute.ts, TelemetryMinute.mean, TelemetryMinute.max).where(
             TelemetryMinute.site_id == dev.site_id, TelemetryMinute.device_id == dev.device_id,
@@ -488,9 +497,9 @@ def _baseline(
 def _site_for(session: Session, user: Principal, site_id: str | None) -> Site:
     """The caller's site ``site_id``, or their only site when none is given; else 404/422."""
     if site_id is None:
-        visible = list(session.scalars(user.scope(select(Site), Site.id).limit(2)))
+        visible: list[Site] = list(session.scalars(user.scope(select(Site), Site.id).limit(2)))
         if len(visible) != 1:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "give site_id")
+            raise HTTPException(422, "give site_id")
         return visible[0]
     site = session.get(Site, site_id)
     if site is None or not user.can_see(site_id):
@@ -721,16 +730,16 @@ async def post_evidence(
     Faces must already be blurred: the gateway does that before anything leaves the site.
     """
     if not valid_evidence_name(name):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(422,
                             "name must be a relative path of [A-Za-z0-9_.-] segments")
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_EVIDENCE_BYTES:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "image larger than 4 MiB")
+        raise HTTPException(413, "image larger than 4 MiB")
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > MAX_EVIDENCE_BYTES:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            raise HTTPException(413,
                                 "image larger than 4 MiB")
     if not body.startswith(b"\xff\xd8\xff"):
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "the body is not a JPEG")
