@@ -115,6 +115,12 @@ def test_writes_are_gzipped_line_protocol_to_api_v2_write_with_the_token(
     ]
 
 
+def test_compression_can_be_turned_off(stub: StubDatabase) -> None:
+    InfluxLineSink(config(stub.url), gzip_level=0).send(b"m f=1 1", 1)
+    assert stub.seen[0].headers.get("Content-Encoding") in (None, "identity")
+    assert stub.seen[0].lines == ["m f=1 1"]
+
+
 def test_no_token_means_no_authorization_header(
     stub: StubDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,3 +183,5 @@ def test_bad_sink_options_fail_at_construction() -> None:
         InfluxLineSink(config("http://x"), timeout_s=0)
     with pytest.raises(ValueError, match="retries"):
         InfluxLineSink(config("http://x"), retries=-1)
+    with pytest.raises(ValueError, match="gzip_level"):
+        InfluxLineSink(config("http://x"), gzip_level=10)
