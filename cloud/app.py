@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from cloud import dashboard
-from cloud.api import auth, devices, events, sites, stream, work_orders
+from cloud.api import auth, devices, events, reporting, sites, stream, work_orders
 from cloud.clock import Clock, SystemClock
 from cloud.context import AppContext
 from cloud.db import Database
@@ -19,14 +19,19 @@ from cloud.engine import Engine
 from cloud.intake import Intake
 from cloud.policies import PolicyBook
 from cloud.settings import Settings
+from cloud.webhooks import Transport, http_transport
 from gatehouse import __version__
 
 
-def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, clock: Clock | None = None, webhook_transport: Transport | None = None
+) -> FastAPI:
     """The cloud app on ``settings.database_url``; migrates the database before returning.
 
     ``clock`` (default: the wall clock) is what intake, tokens and SLAs read; tests pass a
-    manual one. The background engine runs in the app's lifespan when ``settings.run_engine``.
+    manual one. The background engine runs in the app's lifespan when ``settings.run_engine``;
+    ``app.state.engine`` (:class:`cloud.engine.Engine`) can also be driven pass by pass.
+    ``webhook_transport`` replaces the HTTP client that posts webhooks (tests).
     """
     clock = clock or SystemClock()
     db = Database(settings)
@@ -36,15 +41,19 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         settings=settings, db=db, clock=clock, policies=policies,
         intake=Intake(db, policies, clock, settings.rework_window),
     )
-    engine = Engine(ctx)
+    engine = Engine(ctx, webhook_transport or http_transport)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(engine.run_forever()) if settings.run_engine else None
+        tasks = (
+            [asyncio.create_task(engine.run_forever()),
+             asyncio.create_task(engine.deliver_forever())]
+            if settings.run_engine else []
+        )
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -56,7 +65,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.engine = engine
-    for module in (events, auth, work_orders, devices, sites, stream):
+    for module in (events, auth, work_orders, devices, sites, stream, reporting):
         app.include_router(module.router)
     dashboard.install(app)
 
@@ -69,7 +78,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
                        "duplicates": c.duplicates, "rejected": c.rejected,
                        "retries": c.retries},
             "engine": {"passes": engine.report.passes, "errors": engine.report.errors,
-                       "escalations": engine.report.escalations},
+                       "escalations": engine.report.escalations,
+                       "preventive_orders": engine.report.preventive_orders,
+                       "webhook_changes": engine.report.webhook_changes},
         }
 
     return app

@@ -1,19 +1,24 @@
-"""The background engine: SLA checks and escalation (and later plans and webhooks).
+"""The background engine: SLA checks and escalation, preventive plans, webhook delivery.
 
-Every worker may run it; the database's constraints and version checks make each step happen
-once. ``run_once`` is a plain function of the clock, so tests drive it with a manual clock.
+Every worker may run it; the database's constraints, version checks and leases make each step
+happen once. ``run_once`` and ``deliver_once`` are plain functions of the clock, so tests drive
+them with a manual clock. Webhooks run in a task of their own: a slow subscriber never delays
+an escalation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fastapi.concurrency import run_in_threadpool
 
+from cloud import preventive
 from cloud.context import AppContext
 from cloud.sla import check_slas
+from cloud.webhooks import Transport, WebhookDelivery, http_transport
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +26,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class EngineReport:
     escalations: int = 0
+    preventive_orders: int = 0
+    webhook_changes: int = 0
     errors: int = 0
     passes: int = 0
     details: dict[str, int] = field(default_factory=dict)
@@ -29,9 +36,14 @@ class EngineReport:
 class Engine:
     """One pass of every periodic duty; ``run_forever`` repeats it on an interval."""
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, transport: Transport = http_transport) -> None:
         self._ctx = ctx
         self.report = EngineReport()
+        s = ctx.settings
+        self.webhooks = WebhookDelivery(
+            ctx.db, timeout=s.webhook_timeout, retry_initial=s.webhook_retry_initial,
+            retry_max=s.webhook_retry_max, transport=transport,
+        )
 
     def run_once(self) -> EngineReport:
         ctx = self._ctx
@@ -40,16 +52,32 @@ class Engine:
             steps = check_slas(
                 session, now, ctx.settings.escalation_roles, ctx.settings.escalation_step
             )
+        with ctx.db.session() as session, session.begin():
+            opened = preventive.generate(session, ctx.policies, now)
         self.report.escalations += steps
+        self.report.preventive_orders += opened
         self.report.passes += 1
         return self.report
 
+    def deliver_once(self) -> int:
+        """One webhook pass at the clock's now; returns changes delivered."""
+        n = self.webhooks.run_once(self._ctx.clock.now())
+        self.report.webhook_changes += n
+        return n
+
     async def run_forever(self) -> None:
         """Repeat :meth:`run_once`; a failing pass is counted and logged, never fatal."""
+        await self._repeat(self.run_once, "engine", self._ctx.settings.engine_interval)
+
+    async def deliver_forever(self) -> None:
+        """Repeat :meth:`deliver_once` every second or so."""
+        await self._repeat(self.deliver_once, "webhook", 1.0)
+
+    async def _repeat(self, step: Callable[[], object], name: str, interval: float) -> None:
         while True:
             try:
-                await run_in_threadpool(self.run_once)
+                await run_in_threadpool(step)
             except Exception:  # the boundary of a long-running task: count, log, keep going
                 self.report.errors += 1
-                log.exception("engine pass failed (%d failures so far)", self.report.errors)
-            await asyncio.sleep(self._ctx.settings.engine_interval)
+                log.exception("%s pass failed (%d failures so far)", name, self.report.errors)
+            await asyncio.sleep(interval)
