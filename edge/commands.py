@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     except (DetectorConfigError, MqttConfigError, StoreError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -143,6 +143,7 @@ class MqttInput:
         self.connected = False
         self.last_error = "not connected yet"
         self.session_present = False
+        self._stopping = False
 
     @property
     def generation(self) -> int:
@@ -171,6 +172,7 @@ class MqttInput:
 
     def stop(self) -> None:
         """Disconnect cleanly (the session, with unacknowledged messages, stays on the broker)."""
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
         self.connected = False
@@ -219,7 +221,7 @@ class MqttInput:
         with self._lock:
             was = self.connected
             self.connected = False
-        if was:
+        if was and not self._stopping:
             self.last_error = f"disconnected: {reason_code}"
             self._metrics.inc("mqtt_disconnects")
             log.warning("mqtt: %s; reconnecting", self.last_error)

@@ -210,6 +210,7 @@ class Agent:
         self._store_full = False
         self._ingest: deque[tuple[float, int]] = deque(maxlen=64)
         self._started = False
+        self._final: dict[str, Any] | None = None
         self.metrics.add_collector(self._gauges)
 
     # ----------------------------------------------------------------- lifecycle
@@ -247,12 +248,15 @@ class Agent:
 
         Messages still queued are not acknowledged: the broker keeps them in the session.
         """
+        if self._final is not None:
+            return
         self._stop.set()
         self._forward_stop.set()
         for thread in self._threads:
             thread.join(timeout)
         with contextlib.suppress(Exception):
             self._source.stop()
+        self._final = self.stats()
         if self._http is not None:
             self._http.stop()
         for name, output in self._outputs.items():
@@ -311,7 +315,12 @@ class Agent:
         }
 
     def stats(self) -> dict[str, Any]:
-        """Counters and gauges as plain values (what the demo and the tests read)."""
+        """Counters and gauges as plain values (what the demo and the tests read).
+
+        After :meth:`stop` it returns the figures as they were when the agent stopped.
+        """
+        if self._final is not None:
+            return dict(self._final)
         m = self.metrics
         rejects = {k: int(v) for k, v in m.counters_by("rejects", "reason").items()}
         received = int(m.counter("messages_received"))

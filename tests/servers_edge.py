@@ -251,3 +251,47 @@ class Publisher:
         self.flush()
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class HttpFakeCloud:
+    """:class:`FakeCloud` served over real HTTP on 127.0.0.1 (for agents in subprocesses)."""
+
+    def __init__(self, cloud: FakeCloud | None = None) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.cloud = cloud or FakeCloud()
+        fake = self.cloud
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                request = httpx.Request(
+                    "POST", f"http://cloud{self.path}", content=body,
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                )
+                try:
+                    response = fake.handler(request)
+                except httpx.ConnectError:
+                    self.close_connection = True
+                    return
+                self.send_response(response.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(response.content)))
+                self.end_headers()
+                self.wfile.write(response.content)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
