@@ -94,7 +94,8 @@ def test_trend_forecasts_hours_to_limit_within_ten_percent() -> None:
     for i in range(4 * 3600):
         v = 0.1 + slope_per_s * i
         found += feed(m, "water_pump", [(T0 + i, {"accel1_rms": v + rng.gauss(0, 0.002),
-                                                  "accel2_rms": 0.1 + rng.gauss(0, 0.002)})])
+                                                  "accel2_rms": 0.1 + rng.gauss(0, 0.002),
+                                                  "current_a": 2.0})])
         if found:
             break
     assert found and found[0].event_type == "pump.bearing_wear"
@@ -107,8 +108,15 @@ def test_trend_forecasts_hours_to_limit_within_ten_percent() -> None:
 def test_trend_silent_on_flat_noise() -> None:
     m = monitor("water_pump", "trend")
     rng = random.Random(6)
-    rows = [(T0 + i, {"accel1_rms": 0.1 + rng.gauss(0, 0.01), "accel2_rms": 0.1})
-            for i in range(6 * 3600)]
+    rows = [(T0 + i, {"accel1_rms": 0.1 + rng.gauss(0, 0.01), "accel2_rms": 0.1,
+                      "current_a": 2.0}) for i in range(6 * 3600)]
+    assert feed(m, "water_pump", rows) == []
+
+
+def test_trend_ignores_samples_outside_the_operating_state() -> None:
+    m = monitor("water_pump", "trend")
+    rows = [(T0 + i, {"accel1_rms": 0.1 + 0.0001 * i, "accel2_rms": 0.1, "current_a": 0.0})
+            for i in range(4 * 3600)]
     assert feed(m, "water_pump", rows) == []
 
 

@@ -8,7 +8,10 @@ docs/detection.md); nothing is tuned per device.
 
 Params: the scorer's ``warmup``, ``smooth``, ``quantile``, ``margin`` (and for ``gaussian``
 ``shrinkage``), ``adapt_rate``; the wrapper's ``clear_level`` (raise level is 1.0, the
-calibrated edge of normal), ``min_duration_s``, ``clear_after_s``, ``cooldown_s``.
+calibrated edge of normal), ``min_duration_s``, ``clear_after_s``, ``cooldown_s``; and
+``only_when`` / ``only_when_min``: model only samples whose field ``only_when`` is at least
+``only_when_min`` (one operating state, e.g. a pump running), skipping the first
+``settle_s`` seconds after the state is entered (start-up transients).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Sequence
 
 from device_profiles.schema import DetectorSpec, DeviceProfile
 from device_profiles.site import DeviceConfig
-from edge.detectors.base import register
+from edge.detectors.base import DetectorConfigError, register
 from edge.detectors.common import Hysteresis, Params, event_type, numeric_fields
 from edge.detectors.scorers import GaussianScorer, ZScorer
 from edge.detectors.threshold import ScoreMonitor
@@ -74,6 +77,17 @@ def _gate(p: Params, profile: DeviceProfile) -> Hysteresis:
     )
 
 
+def _only_when(p: Params, profile: DeviceProfile) -> tuple[tuple[str, float] | None, float]:
+    name = p.text("only_when", None)
+    minimum = p.number("only_when_min", 0.5)
+    settle = p.number("settle_s", 0.0, lo=0.0)
+    if name is None:
+        return None, settle
+    if name not in profile.fields:
+        raise DetectorConfigError(f"only_when names unknown field {name!r}")
+    return (name, minimum), settle
+
+
 def build_gaussian(
     spec: DetectorSpec,
     profile: DeviceProfile,
@@ -94,8 +108,12 @@ def build_gaussian(
         adapt_rate=p.number("adapt_rate", d["adapt_rate"], lo=0.0, hi=0.5),
     )
     gate = _gate(p, profile)
+    only_when, settle = _only_when(p, profile)
     p.done()
-    return ScoreMonitor(scorer, fields, event_type(profile, spec, default_event), gate)
+    return ScoreMonitor(
+        scorer, fields, event_type(profile, spec, default_event), gate,
+        only_when=only_when, settle_s=settle,
+    )
 
 
 def build_zscore(
@@ -114,8 +132,12 @@ def build_zscore(
         adapt_rate=p.number("adapt_rate", d["adapt_rate"], lo=0.0, hi=0.5),
     )
     gate = _gate(p, profile)
+    only_when, settle = _only_when(p, profile)
     p.done()
-    return ScoreMonitor(scorer, fields, event_type(profile, spec, "anomaly"), gate)
+    return ScoreMonitor(
+        scorer, fields, event_type(profile, spec, "anomaly"), gate,
+        only_when=only_when, settle_s=settle,
+    )
 
 
 register("gaussian")(build_gaussian)

@@ -18,6 +18,10 @@ class ScoreMonitor(MonitorBase):
     ``fields`` are the reading fields handed to the detector (missing optional fields are
     simply absent from ``x``; the detector decides how to treat them). ``last_score`` and
     ``alarm`` expose the latest state for tools that print a score per row.
+    ``only_when=(field, minimum)`` restricts the model to one operating state (a pump
+    running): other samples, and those of the first ``settle_s`` seconds after entering the
+    state (start-up transients; not at the start of the data, where the state's age is
+    unknown), are neither scored nor learned and leave the state as it is.
     """
 
     def __init__(
@@ -26,8 +30,15 @@ class ScoreMonitor(MonitorBase):
         fields: tuple[str, ...],
         event_type: str,
         gate: Hysteresis,
+        *,
+        only_when: tuple[str, float] | None = None,
+        settle_s: float = 0.0,
     ) -> None:
         self.detector = detector
+        self._only_when = only_when
+        self._settle = settle_s
+        self._state_since: float | None = None
+        self._seen_outside = False
         self._fields = fields
         self._gate = gate
         self._episode = Episode(event_type)
@@ -40,6 +51,16 @@ class ScoreMonitor(MonitorBase):
 
     def observe(self, reading: Reading) -> list[Finding]:
         values = reading.values
+        if self._only_when is not None:
+            gate_value = values.get(self._only_when[0])
+            if gate_value is None or gate_value < self._only_when[1]:
+                self._state_since = None
+                self._seen_outside = True
+                return []
+            if self._state_since is None:
+                self._state_since = reading.ts if self._seen_outside else float("-inf")
+            if reading.ts - self._state_since < self._settle:
+                return []
         x = {name: values[name] for name in self._fields if name in values}
         score = self.detector.score_one(x)
         self.last_score = score

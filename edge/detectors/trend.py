@@ -8,7 +8,9 @@ For each watched field with a ``limit`` the detector keeps the samples of the la
 * the slope is at least ``min_slope_per_hour`` and statistically clear (t >= ``min_t``),
 * the fitted line reaches the limit within ``horizon_hours``,
 
-and has stayed so for ``min_duration_s``. The finding carries a :class:`Forecast` (hours to
+and has stayed so for ``min_duration_s``. With ``only_when`` (a field) and
+``only_when_min``, only samples taken in that operating state count (a pump's bearing
+vibration means something only while it runs). The finding carries a :class:`Forecast` (hours to
 the limit from the fitted value now). It clears when the slope falls below half of
 ``min_slope_per_hour`` (or loses significance) for ``clear_after_s``.
 """
@@ -114,6 +116,10 @@ class Trend(MonitorBase):
         self._min_slope = p.number("min_slope_per_hour", 0.0, lo=0.0)
         self._horizon = p.number("horizon_hours", 720.0, lo=0.0)
         self._min_t = p.number("min_t", 5.0, lo=0.0)
+        self._only_when = p.text("only_when", None)
+        self._only_min = p.number("only_when_min", 0.5)
+        if self._only_when is not None and self._only_when not in profile.fields:
+            raise DetectorConfigError(f"trend: only_when names unknown field {self._only_when!r}")
         self._gate = Hysteresis(
             1.0, 0.0,
             min_duration=p.number("min_duration_s", window / 4, lo=0),
@@ -157,6 +163,10 @@ class Trend(MonitorBase):
 
     def observe(self, reading: Reading) -> list[Finding]:
         ts = reading.ts
+        if self._only_when is not None:
+            gate_value = reading.values.get(self._only_when)
+            if gate_value is None or gate_value < self._only_min:
+                return []
         seen = False
         for name, line in self._lines.items():
             v = reading.values.get(name)
