@@ -44,6 +44,10 @@ from simulators.truth import GroundTruth
 
 log = logging.getLogger("gatehouse.simulate")
 
+COMMON_AREA_FAULTS = ("meter.night_base_load", "meter.phase_imbalance")
+"""Put on common-area meters by the random plan: the detectors watch night load there only,
+and phase imbalance only above a minimum current that dwellings rarely reach."""
+
 BATCH = 2000
 """Samples published per loop pass before checking the stop flag and the control topic."""
 
@@ -73,6 +77,10 @@ def plan_random_faults(
         device = devices[int(rng.integers(len(devices)))]
         types = FAULT_TYPES[device.kind]
         fault_type = types[int(rng.integers(len(types)))]
+        if fault_type in COMMON_AREA_FAULTS and not device.params.get("common_area"):
+            common = [d for d in devices if d.params.get("common_area")]
+            if common:
+                device = common[int(rng.integers(len(common)))]
         model = MODELS[device.kind]
         start = float(rng.uniform(0.05, 0.5)) * horizon
         params: dict[str, Any] = {}

@@ -6,6 +6,10 @@ most go up from it. The car serves one call at a time: it runs to the caller's f
 cycles its door (5-7 s) while people board, runs to the destination (1.75 m/s, 0.8 m/s2,
 3 m per floor) and cycles the door again while they leave. Floors are 0 (ground) to
 ``floors - 1``.
+
+``door_cycle_s`` is sent once per completed door cycle, in the message that follows it, and
+left out of the others, so a trend over it sees one point per cycle rather than a staircase
+of repeated values.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ class ElevatorModel(DeviceModel):
         super().__init__(device, profile, rng)
         n = self.noise
         self.floors = max(2, int(floors or device.params.get("floors", 18)))
-        self.door_base = n.uniform(5.3, 6.3)
+        self.door_base = n.uniform(5.2, 6.2)
         self.busyness = n.uniform(0.8, 1.2)
         self.pos = float(int(n.uniform(0, self.floors)))
         self.load = 0.0
@@ -76,7 +80,7 @@ class ElevatorModel(DeviceModel):
         self.door_delta = 0.0
         self.plan: deque[tuple[str, float]] = deque()
         self.calls: deque[tuple[int, int, float]] = deque()
-        self.last_cycle = round(self.door_base, 2)
+        self.last_cycle: float | None = None
         self.last_level_mm = 0.0
         self.reversals = 0
         self.close_failures = 0
@@ -120,7 +124,7 @@ class ElevatorModel(DeviceModel):
         cycle = self.door_base + n.normal(0, 0.25)
         if n.chance(0.03):
             self.reversals += 1
-            cycle += 2.0
+            cycle += 1.5
         wear = active.get("elevator.door_wear")
         if wear is not None:
             frac = (ts - wear.start) / float(wear.params["ramp"])
@@ -252,14 +256,17 @@ class ElevatorModel(DeviceModel):
             vib = 0.02 + abs(n.normal(0, 0.005))
             current = 1.5 + n.normal(0, 0.1)
 
-        values: dict[str, float] = {
+        values: dict[str, float] = {}
+        if self.last_cycle is not None:
+            values["door_cycle_s"] = self.last_cycle
+            self.last_cycle = None
+        values |= {
             "floor": int(floor),
             "at_landing": 1 if at_landing else 0,
             "moving": 1 if moving else 0,
             "door_open": 1 if door_open else 0,
             "load_kg": round(max(0.0, self.load + n.normal(0, 0.6)), 1),
             "speed_mps": round(speed, 3),
-            "door_cycle_s": self.last_cycle,
             "door_reversals": self.reversals,
             "door_close_failures": self.close_failures,
             "leveling_error_mm": round(self.last_level_mm, 1),

@@ -31,7 +31,7 @@ class SmartMeterModel(DeviceModel):
         "meter.phase_imbalance",
     )
     default_params: ClassVar[dict[str, dict[str, Any]]] = {
-        "meter.energy_spike": {"factor": 3.0, "add_kw": 2.0},
+        "meter.energy_spike": {"factor": 4.0, "add_kw": 3.0},
         "meter.night_base_load": {"ratio": 1.5},
         "meter.voltage_sag": {"depth": 0.85},
         "meter.phase_imbalance": {"shares": "1.9,0.6,0.5"},

@@ -1,8 +1,9 @@
 """A booster water pump running duty cycles, at the signal levels of the SKAB testbed.
 
 Running: vibration ~0.027 g (drive end) and ~0.040 g (motor end), current ~2.3 A,
-pressure ~3.9 bar, flow ~120 L/min, motor warming toward ~70 degC. Idle: vibration and
-current near zero, no flow, the check valve holding the riser's static pressure (~2.4 bar).
+pressure ~3.9 bar, flow ~120 L/min, motor warming toward ~70 degC. Idle: vibration
+(~0.003 g) and current near zero, no flow, and the closed system holding its pressure a few
+tenths of a bar below the running pressure (a leak makes it decay).
 Runs are long by day (15-45 min, short pauses) and short at night; ``params.duty:
 continuous`` on the device keeps it running. Transitions are soft (a drive ramp), so a
 healthy start never trips the rate-of-change detector.
@@ -50,14 +51,15 @@ class WaterPumpModel(DeviceModel):
         self.current_base = n.uniform(2.0, 2.6)
         self.flow_base = n.uniform(110.0, 130.0)
         self.p_run = n.uniform(3.7, 4.1)
-        self.p_static = n.uniform(2.2, 2.6)
+        self.p_hold = self.p_run - n.uniform(0.2, 0.4)
         self.continuous = str(device.params.get("duty", "")) == "continuous"
         self.running = n.chance(0.7) or self.continuous
         self.phase_left = n.uniform(30.0, 900.0)
-        self.pressure = self.p_run if self.running else self.p_static
+        self.pressure = self.p_run if self.running else self.p_hold
         self.current = self.current_base if self.running else 0.05
         self.flow = self.flow_base if self.running else 0.0
         self.motor_temp = 65.0 if self.running else 30.0
+        self.spin = 1.0 if self.running else 0.0
         self.water_temp = n.uniform(16.0, 22.0)
         self.leak_restart_left = 0.0
 
@@ -110,8 +112,8 @@ class WaterPumpModel(DeviceModel):
                 self.flow_base,
                 68.0,
             )
-            a1 = self.accel1_base * (1 + n.normal(0, 0.015))
-            a2 = self.accel2_base * (1 + n.normal(0, 0.02))
+            a1 = (self.accel1_base - IDLE_ACCEL_G) * (1 + n.normal(0, 0.015))
+            a2 = (self.accel2_base - IDLE_ACCEL_G) * (1 + n.normal(0, 0.02))
             if wear is not None:
                 frac = (ts - wear.start) / float(wear.params["ramp"])
                 rise = (float(wear.params["limit"]) - self.accel1_base) * frac
@@ -123,24 +125,29 @@ class WaterPumpModel(DeviceModel):
                 p_target *= 1 - 0.4 * sev
                 q_target *= 1 - 0.4 * sev
                 i_target *= 1 - 0.05 * sev
-                a1 *= 1 + sev * abs(n.normal(1.5, 0.8))
-                a2 *= 1 + sev * abs(n.normal(1.0, 0.6))
+                a1 *= 1 + sev * (1.5 + abs(n.normal(0, 0.6)))
+                a2 *= 1 + sev * (1.0 + abs(n.normal(0, 0.5)))
             if dry is not None:
                 p_target, q_target, i_target, t_target = 0.1, 0.0, 0.4 * self.current_base, 98.0
                 a1 *= 1.5 + abs(n.normal(0, 0.2))
                 a2 *= 1.3 + abs(n.normal(0, 0.2))
         else:
-            p_target, i_target, q_target, t_target = self.p_static, 0.05, 0.0, 30.0
-            a1 = IDLE_ACCEL_G + n.normal(0, 0.0003)
-            a2 = IDLE_ACCEL_G + n.normal(0, 0.0003)
+            p_target, i_target, q_target, t_target = self.p_hold, 0.05, 0.0, 30.0
+            a1 = self.accel1_base - IDLE_ACCEL_G
+            a2 = self.accel2_base - IDLE_ACCEL_G
+        # The impeller spins up and coasts down with the drive: vibration, current and flow
+        # move together, so a stopping pump never looks like a dry-running one.
+        self.spin = first_order(self.spin, 1.0 if self.running else 0.0, dt, 1.5)
+        a1 = IDLE_ACCEL_G + n.normal(0, 0.0003) + self.spin * a1
+        a2 = IDLE_ACCEL_G + n.normal(0, 0.0003) + self.spin * a2
 
         if not self.running and leak is not None:
             rate = float(leak.params["rate_bar_per_min"]) / 60.0
             self.pressure = max(0.0, self.pressure - rate * dt)
         else:
-            self.pressure = first_order(self.pressure, p_target, dt, 5.0 if self.running else 10.0)
+            self.pressure = first_order(self.pressure, p_target, dt, 5.0 if self.running else 1.5)
         self.current = first_order(self.current, i_target, dt, 1.5)
-        self.flow = first_order(self.flow, q_target, dt, 2.0)
+        self.flow = first_order(self.flow, q_target, dt, 1.5)
         self.motor_temp = first_order(self.motor_temp, t_target, dt, 900.0)
         water_target = 19.0 + 3.0 * daytime(ts)
         self.water_temp = first_order(self.water_temp, water_target, dt, 3600.0)
