@@ -200,3 +200,22 @@ def test_database_down_then_back_loses_nothing_and_duplicates_nothing(tmp_path: 
         assert series["values"] == [float(i) for i in range(120)]
     finally:
         server.stop()
+
+
+def test_a_replayed_burst_leaves_one_sample_per_timestamp_with_dedup(tmp_path: Path) -> None:
+    """The deployment advice in docs/telemetry.md: ``-dedup.minScrapeInterval=1ms``."""
+    with victoria_metrics(tmp_path / "vm", ("-dedup.minScrapeInterval=1ms",)) as server:
+        site = make_site(server.url)
+        t0 = round(time.time()) - 300.0
+        burst = [
+            Reading(site.site_id, "smart_meter", "meter-1", t0 + i, {"power_kw": float(i)})
+            for i in range(30)
+        ]
+        with build_writer(site) as writer:
+            writer.write(burst)
+            writer.write(burst)  # a runner that spooled a burst the database had stored
+        (series,) = server.wait_for(
+            f'smart_meter_power_kw{{site="{site.site_id}"}}',
+            lambda s: bool(s) and len(s[0]["values"]) >= 30,
+        )
+        assert series["values"] == [float(i) for i in range(30)]
