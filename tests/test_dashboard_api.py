@@ -202,7 +202,7 @@ def test_energy_endpoint_sums_meters_per_building_per_hour(cloud: CloudHarness) 
     body = cloud.client.get("/api/v1/energy", headers=viewer,
                             params={"site_id": "s1", "hours": 3}).json()
     by_building = {b["building"]: b for b in body["buildings"]}
-    b1_last = [x for x in by_building["B1"]["hours"] if x["ts"] == hour_start - 3600][0]
+    b1_last = next(x for x in by_building["B1"]["hours"] if x["ts"] == hour_start - 3600)
     assert (b1_last["kwh"], b1_last["baseline_kwh"], b1_last["spike"]) == (6.0, 2.0, True)
     assert by_building["B2"]["kwh_total"] == 1.0
     assert [e["device_id"] for e in body["spike_events"]] == ["b1-meter-1"]

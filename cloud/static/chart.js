@@ -3,7 +3,6 @@
 
 import { s } from "./dom.js";
 
-const W = 640;
 const H = 180;
 const PAD = { l: 44, r: 10, t: 10, b: 22 };
 
@@ -28,12 +27,35 @@ function fmt(v) {
 function clock(ts, spanSec) {
   const d = new Date(ts * 1000);
   if (spanSec > 3 * 86400) return d.toLocaleDateString([], { month: "short", day: "numeric" });
-  return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (spanSec > 20 * 3600) return `${d.toLocaleDateString([], { weekday: "short" })} ${time}`;
+  return time;
+}
+
+// Width available for a chart inside `el` (its content box).
+export function widthOf(el) {
+  const style = getComputedStyle(el);
+  return el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+}
+
+// Call `fn` after the window stops resizing; returns the function that stops listening.
+export function onResize(fn) {
+  let timer = null;
+  let last = window.innerWidth;
+  const handler = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => { if (window.innerWidth !== last) { last = window.innerWidth; fn(); } }, 150);
+  };
+  window.addEventListener("resize", handler);
+  return () => { clearTimeout(timer); window.removeEventListener("resize", handler); };
 }
 
 // series: [{ name, cls, points: [[ts, value|null], ...], dashed }]
 // lines: [{ value, cls, label }]; bands: [{ from, to, cls }]
-export function lineChart({ series, lines = [], bands = [], x0, x1, label = "" }) {
+// `width` is the drawing's width in CSS pixels (the container's): text stays legible at
+// every screen size because the SVG is never stretched, only redrawn.
+export function lineChart({ series, lines = [], bands = [], x0, x1, label = "", width = 640 }) {
+  const W = Math.max(240, Math.round(width));
   const all = series.flatMap((x) => x.points.map((p) => p[1])).filter((v) => v !== null && Number.isFinite(v));
   for (const l of lines) all.push(l.value);
   let lo = all.length ? Math.min(...all) : 0;
@@ -46,8 +68,8 @@ export function lineChart({ series, lines = [], bands = [], x0, x1, label = "" }
   const b = x1 ?? (xs.length ? Math.max(...xs) : 1);
   const X = (t) => PAD.l + ((t - a) / ((b - a) || 1)) * (W - PAD.l - PAD.r);
   const Y = (v) => H - PAD.b - ((v - lo) / ((hi - lo) || 1)) * (H - PAD.t - PAD.b);
-  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": label,
-    preserveAspectRatio: "none" });
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "chart", role: "img",
+    "aria-label": label });
   for (const band of bands) {
     svg.append(s("rect", { x: X(band.from), y: PAD.t, width: Math.max(2, X(band.to) - X(band.from)),
       height: H - PAD.t - PAD.b, class: band.cls || "band" }));
@@ -56,7 +78,7 @@ export function lineChart({ series, lines = [], bands = [], x0, x1, label = "" }
     svg.append(s("line", { x1: PAD.l, x2: W - PAD.r, y1: Y(v), y2: Y(v), class: "grid" }));
     svg.append(s("text", { x: PAD.l - 4, y: Y(v) + 4, class: "tick", "text-anchor": "end" }, fmt(v)));
   }
-  const n = 4;
+  const n = W < 420 ? 2 : 4;
   for (let i = 0; i <= n; i += 1) {
     const t = a + ((b - a) * i) / n;
     svg.append(s("text", { x: X(t), y: H - 6, class: "tick",

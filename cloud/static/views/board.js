@@ -150,7 +150,11 @@ export async function render(root, ctx) {
     if (ACTIVE.has(order.state)) orders.set(order.id, order);
     else orders.delete(order.id);
     fresh.add(order.id);
-    setTimeout(() => { fresh.delete(order.id); }, 4000);
+    setTimeout(() => {
+      fresh.delete(order.id);
+      const el = document.getElementById(`order-${order.id}`);
+      if (el) el.classList.remove("fresh");
+    }, 4000);
     draw();
   }
 

@@ -2,7 +2,7 @@
 // maintenance visits. Orders and events refresh live; readings every minute.
 
 import { h, clear, when, prettyType } from "../dom.js";
-import { lineChart } from "../chart.js";
+import { lineChart, onResize, widthOf } from "../chart.js";
 
 const RANGES = [["6h", 6 * 3600], ["24h", 86400], ["7d", 7 * 86400]];
 
@@ -67,28 +67,32 @@ export async function render(root, ctx, deviceId) {
       if (spec.warn_low !== null) lines.push({ value: spec.warn_low, cls: "warn", label: `warn ${spec.warn_low}` });
       if (spec.limit !== null) lines.push({ value: spec.limit, cls: "crit", label: `limit ${spec.limit}` });
       const last = [...r.points].reverse().find((p) => f in p.mean);
-      charts.append(h("figure", { class: "card chart-card", dataset: { field: f } },
-        h("figcaption", {}, h("b", {}, f.replaceAll("_", " ")), ` ${spec.unit}`,
-          last ? h("span", { class: "latest" }, `${last.mean[f].toFixed(2)} ${spec.unit}`) : null),
+      const fig = h("figure", { class: "card chart-card", dataset: { field: f } },
+        h("figcaption", {}, h("b", {}, f.replaceAll("_", " ")), ` (${spec.unit})`,
+          last ? h("span", { class: "latest" }, `${last.mean[f].toFixed(2)} ${spec.unit}`) : null));
+      charts.append(fig);
+      const first = r.points.find((p) => f in p.mean);
+      fig.append(
         lineChart({
-          label: f, x0: r.since, x1: r.until, lines,
+          label: f, x0: Math.max(r.since, first.ts - 60), x1: r.until, lines, width: widthOf(fig),
           series: [
             { name: "max", cls: "max", points: r.points.map((p) => [p.ts, f in p.max ? p.max[f] : null]) },
             { name: "mean", cls: "mean", points: r.points.map((p) => [p.ts, f in p.mean ? p.mean[f] : null]) },
           ],
-        })));
+        }));
     }
   }
 
   await loadDetail();
   await loadReadings();
   const timer = setInterval(() => loadReadings().catch(() => {}), 60_000);
+  const stopResize = onResize(() => loadReadings().catch(() => {}));
   return {
     onChange(message) {
       const o = message.work_order;
       if (o && o.device_id === deviceId && o.site_id === ctx.site) loadDetail().catch(() => {});
     },
-    dispose() { clearInterval(timer); },
+    dispose() { clearInterval(timer); stopResize(); },
   };
 }
 

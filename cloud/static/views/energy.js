@@ -1,7 +1,7 @@
 // Energy: kWh per building per hour against its baseline, spike hours shaded.
 
 import { h, clear } from "../dom.js";
-import { lineChart } from "../chart.js";
+import { lineChart, onResize, widthOf } from "../chart.js";
 
 const RANGES = [["24h", 24], ["3d", 72], ["7d", 168]];
 
@@ -29,31 +29,34 @@ export async function render(root, ctx) {
       const delta = b.baseline_total ? ((b.kwh_total - b.baseline_total) / b.baseline_total) * 100 : null;
       const spikes = b.hours.filter((x) => x.spike);
       const marks = e.spike_events.filter((s) => s.building === b.building);
-      body.append(h("figure", { class: "card chart-card", dataset: { building: b.building } },
-        h("figcaption", {}, h("b", {}, b.building), ` · ${b.meters} meters · ${b.kwh_total.toFixed(1)} kWh`,
-          delta !== null ? h("span", { class: `latest ${delta > 10 ? "bad" : ""}` }, `${delta >= 0 ? "+" : ""}${delta.toFixed(0)}% vs baseline`) : null),
+      const fig = h("figure", { class: "card chart-card", dataset: { building: b.building } },
+        h("figcaption", {}, h("b", {}, b.building), ` · ${b.meters} meter${b.meters === 1 ? "" : "s"} · ${b.kwh_total.toFixed(1)} kWh`,
+          delta !== null ? h("span", { class: `latest ${delta > 10 ? "bad" : ""}` }, `${delta >= 0 ? "+" : ""}${delta.toFixed(0)}% vs baseline`) : null));
+      body.append(fig);
+      fig.append(
         lineChart({
-          label: `energy ${b.building}`, x0: e.since, x1: e.since + hours * 3600,
+          label: `energy ${b.building}`, x0: e.since, x1: e.since + hours * 3600, width: widthOf(fig),
           bands: [...spikes.map((x) => ({ from: x.ts, to: x.ts + 3600, cls: "band spike" })),
             ...marks.map((s) => ({ from: s.ts, to: s.ts + 120, cls: "band mark" }))],
           series: [
-            { name: "baseline", cls: "baseline", points: b.hours.map((x) => [x.ts + 1800, x.baseline_kwh]) },
             { name: "kWh", cls: "mean", points: b.hours.map((x) => [x.ts + 1800, x.kwh]) },
+            { name: "baseline", cls: "baseline", points: b.hours.map((x) => [x.ts + 1800, x.baseline_kwh]) },
           ],
         }),
         h("p", { class: "legend" }, h("span", { class: "key mean" }, "kWh per hour"),
           h("span", { class: "key baseline" }, "baseline (same hour, earlier weeks)"),
-          h("span", { class: "key spike" }, "spike"))));
+          h("span", { class: "key spike" }, "spike")));
     }
   }
 
   await load();
   const timer = setInterval(() => load().catch(() => {}), 60_000);
+  const stopResize = onResize(() => load().catch(() => {}));
   return {
     onChange(message) {
       const o = message.work_order;
       if (o && o.event_type === "meter.energy_spike") load().catch(() => {});
     },
-    dispose() { clearInterval(timer); },
+    dispose() { clearInterval(timer); stopResize(); },
   };
 }

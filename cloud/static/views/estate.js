@@ -9,8 +9,8 @@ const KIND_LABEL = {
 const STATES = ["alarm", "offline", "fault", "no_data", "ok"];
 
 function floorName(f) {
-  if (f === null || f === undefined) return "site";
-  if (f < 0) return `B${-f}`;
+  if (f === null || f === undefined) return "all";
+  if (f < 0) return `${f}`;
   if (f === 0) return "G";
   return `F${f}`;
 }
