@@ -202,6 +202,7 @@ class Agent:
             verify=site.cloud.ca_file or True, drain_rate=opts.drain_rate,
         )
         self._pending = _Pending()
+        self._retry_at = 0.0
         self._store_lock = threading.Lock()
         self._stop = threading.Event()
         self._forward_stop = threading.Event()
@@ -344,7 +345,7 @@ class Agent:
             "forward_failures": int(sum(m.counters_by("forward_failures", "reason").values())),
             "outbox": {lane: self.outbox.depth(lane) for lane in self.outbox.lanes},
             "evicted": {lane: self.outbox.evictions(lane) for lane in self.outbox.lanes},
-            "telemetry_dropped": int(m.counter("telemetry_dropped")),
+            "telemetry_dropped": int(sum(m.counters_by("telemetry_dropped", "reason").values())),
             "telemetry_spooled": int(m.counter("telemetry_spooled")),
             "deadletters": self.deadletters.count(),
             "queue": self._queue.qsize(),
@@ -365,15 +366,12 @@ class Agent:
         next_tick = time.monotonic() + self.options.tick_interval
         while not self._stop.is_set():
             try:
+                wait = max(0.0, min(next_tick - time.monotonic(), 0.2))
+                burst = self._take_burst(wait)
+                if burst:
+                    self._process(burst)
                 if not self._pending.empty():
-                    if not self._flush():
-                        self._stop.wait(self.options.held_retry)
-                else:
-                    wait = max(0.0, min(next_tick - time.monotonic(), 0.2))
-                    burst = self._take_burst(wait)
-                    if burst:
-                        self._process(burst)
-                        self._flush()
+                    self._flush(retry_events=time.monotonic() >= self._retry_at)
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self.options.tick_interval
                     self._tick()
@@ -439,28 +437,47 @@ class Agent:
 
     def _tick(self) -> None:
         self._stage_events(self.detection.tick(self._clock()))
-        self._flush()
+        if not self._pending.empty():
+            self._flush(retry_events=time.monotonic() >= self._retry_at)
         self._check_disk()
         if self._outputs and self.outbox.depth(TELEMETRY):
             self._replay_telemetry()
 
-    def _flush(self) -> bool:
-        """Make pending events durable (critical first), then ack; ``True`` when all done."""
+    def _flush(self, *, retry_events: bool = True) -> bool:
+        """Make pending events durable (critical first), then ack; ``True`` when all done.
+
+        Critical events are always attempted (they may take the reserve). After a full
+        disk, other events are retried only every ``held_retry`` seconds and only once free
+        space is back above the low-water mark plus the reserve, so they never eat the
+        room kept for alarms. Acks wait until every pending event is durable.
+        """
         p = self._pending
         with self._store_lock:
-            try:
-                if p.critical:
+            if p.critical:
+                try:
                     self._put(p.critical, critical=True)
                     p.critical = []
-                if p.events:
+                except StoreFull:
+                    self.metrics.inc("critical_held")
+            if p.events and retry_events and self._room_for_events():
+                try:
                     self._put(p.events, critical=False)
                     p.events = []
-            except StoreFull:
+                except StoreFull:
+                    pass
+            if p.critical or p.events:
+                self._retry_at = time.monotonic() + self.options.held_retry
                 return False
         acks, p.acks = p.acks, []
         sent = sum(1 for msg in acks if self._source.ack(msg))
         self.metrics.inc("mqtt_acks", float(sent))
         return True
+
+    def _room_for_events(self) -> bool:
+        if not self._store_full:
+            return True
+        owed = 0 if self.guard.reserve_held else self.guard.reserve_bytes
+        return self.guard.free() >= self.guard.low_water_bytes + owed
 
     def _put(self, entries: list[Entry], *, critical: bool) -> int:
         """Write entries; on a full disk free room (critical: the reserve) and try again.
