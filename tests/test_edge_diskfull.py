@@ -98,9 +98,10 @@ def test_full_disk_keeps_critical_events_and_recovers(tiny_disk: Path) -> None:
         while "store_full" not in agent.health()["reasons"]:
             assert pushed < 20_000, "the disk never filled"
             for _ in range(50):
-                src.push(PUMP, pump_payload(1000.0 + pushed, accel1_rms=2.0 if pushed % 2 else 0.2))
+                accel = 2.0 if pushed % 2 else 0.2
+                src.push(PUMP, pump_payload(1000.0 + pushed, accel1_rms=accel))
                 pushed += 1
-            wait_until(lambda: agent.stats()["received"] == pushed)
+            wait_until(lambda n=pushed: agent.stats()["received"] == n)  # type: ignore[misc]
         wait_until(lambda: "store_full" in agent.health()["reasons"])
         assert agent.stats()["acked"] < pushed
 
