@@ -48,9 +48,10 @@ class Target:
     legend: str = ""
     instant: bool = False
 
-    def to_json(self, ref: str) -> Json:
+    def to_json(self, ref: str, table: bool = False) -> Json:
         return {
             "refId": ref,
+            "format": "table" if table else "time_series",
             "datasource": DATASOURCE,
             "expr": self.expr,
             "legendFormat": self.legend or "__auto",
@@ -108,7 +109,10 @@ class Panel:
             "description": self.description,
             "datasource": DATASOURCE,
             "gridPos": {"h": self.height, "w": self.width, "x": x, "y": y},
-            "targets": [t.to_json(chr(ord("A") + i)) for i, t in enumerate(self.targets)],
+            "targets": [
+                t.to_json(chr(ord("A") + i), table=self.kind == "table")
+                for i, t in enumerate(self.targets)
+            ],
             "fieldConfig": {"defaults": defaults, "overrides": self.overrides},
             "options": self.options or _default_options(self.kind),
         }
