@@ -182,6 +182,7 @@ class EstatePublisher:
         }
         self._sim_start = 0.0
         self._wall_start = 0.0
+        self._wall_end: float | None = None
 
     # -- public API ---------------------------------------------------------------------
 
@@ -251,7 +252,8 @@ class EstatePublisher:
         with self._lock:
             out = dict(self._stats)
         if self._thread is not None:
-            out["elapsed_s"] = time.monotonic() - self._wall_start
+            end = self._wall_end if self._wall_end is not None else time.monotonic()
+            out["elapsed_s"] = end - self._wall_start
             if out["elapsed_s"] > 0:
                 out["telemetry_rate"] = out["telemetry_published"] / out["elapsed_s"]
         return out
@@ -399,6 +401,7 @@ class EstatePublisher:
             self._shutdown(client)
 
     def _shutdown(self, client: Any) -> None:
+        self._wall_end = time.monotonic()
         info = None
         for _, status_topic, _ in self._topics:
             info = client.publish(status_topic, "offline", qos=1, retain=True)

@@ -83,7 +83,7 @@ class Noise:
 
     __slots__ = ("_i", "_j", "_normals", "_rng", "_size", "_uniforms")
 
-    def __init__(self, rng: np.random.Generator, size: int = 2048) -> None:
+    def __init__(self, rng: np.random.Generator, size: int = 256) -> None:
         self._rng = rng
         self._size = size
         self._normals: list[float] = []

@@ -8,6 +8,7 @@ so each model scales them to its own units.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 DAY = 86400.0
 
@@ -33,7 +34,14 @@ def rush_profile(ts: float) -> tuple[float, float]:
     """(morning, evening) rush intensity in [0, 1]: 7-9 h and 17-20 h on weekdays.
 
     At weekends the morning rush is late and weak and the evening one spread out.
+    Resolved to the minute (and cached: thousands of devices ask for the same minute).
     """
+    return _rush_minute(int(ts // 60))
+
+
+@lru_cache(maxsize=4096)
+def _rush_minute(minute: int) -> tuple[float, float]:
+    ts = minute * 60.0
     h = hour_of_day(ts)
     if is_weekend(ts):
         return 0.3 * bump(h, 10.0, 1.5), 0.5 * bump(h, 18.0, 2.0)
@@ -41,8 +49,13 @@ def rush_profile(ts: float) -> tuple[float, float]:
 
 
 def daytime(ts: float) -> float:
-    """1 in the day (7-22 h), falling smoothly to 0 at night."""
-    h = hour_of_day(ts)
+    """1 in the day (7-22 h), falling smoothly to 0 at night (to the minute, cached)."""
+    return _daytime_minute(int(ts // 60))
+
+
+@lru_cache(maxsize=4096)
+def _daytime_minute(minute: int) -> float:
+    h = hour_of_day(minute * 60.0)
     return 1.0 / (1.0 + math.exp(-(h - 6.5) * 2.0)) * 1.0 / (1.0 + math.exp((h - 22.5) * 2.0))
 
 

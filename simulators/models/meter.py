@@ -10,6 +10,7 @@ the voltage and the power factor, split nearly evenly across phases.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
@@ -69,16 +70,9 @@ class SmartMeterModel(DeviceModel):
 
     def normal_kw(self, ts: float) -> float:
         """Expected load at ``ts`` without faults or blips (the meter's own baseline)."""
-        h = hour_of_day(ts)
         if self.common:
-            lights = 0.35 * (1.0 - daytime(ts))
-            day = 0.25 * daytime(ts)
-            return self.base_kw * (1.0 + lights + day)
-        if is_weekend(ts):
-            shape = 0.9 * bump(h, 10.0, 1.8) + 0.6 * daytime(ts) + 1.6 * bump(h, 19.0, 1.8)
-        else:
-            shape = 0.8 * bump(h, 7.3, 0.8) + 0.25 * daytime(ts) + 1.8 * bump(h, 19.5, 1.5)
-        return self.base_kw + self.scale * shape
+            return self.base_kw * _common_shape(int(ts // 60))
+        return self.base_kw + self.scale * _dwelling_shape(int(ts // 60))
 
     def _advance(
         self, ts: float, dt: float, active: dict[str, FaultSpec]
@@ -146,3 +140,20 @@ def _shares(spec: FaultSpec) -> list[float]:
     if len(shares) != 3 or min(shares) < 0 or sum(shares) <= 0:
         raise FaultError(f"{spec.type}: shares must be three non-negative numbers, got {text!r}")
     return shares
+
+
+@lru_cache(maxsize=4096)
+def _dwelling_shape(minute: int) -> float:
+    """The residential load shape (kW above base per unit scale) of one minute."""
+    ts = minute * 60.0
+    h = hour_of_day(ts)
+    if is_weekend(ts):
+        return 0.9 * bump(h, 10.0, 1.8) + 0.6 * daytime(ts) + 1.6 * bump(h, 19.0, 1.8)
+    return 0.8 * bump(h, 7.3, 0.8) + 0.25 * daytime(ts) + 1.8 * bump(h, 19.5, 1.5)
+
+
+@lru_cache(maxsize=4096)
+def _common_shape(minute: int) -> float:
+    """Common-area multiplier of the base load: lights at night, a little more by day."""
+    day = daytime(minute * 60.0)
+    return 1.0 + 0.35 * (1.0 - day) + 0.25 * day
