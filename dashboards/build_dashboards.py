@@ -262,8 +262,8 @@ def field_limits(profile: DeviceProfile, name: str) -> list[tuple[float, str]]:
     return _limits([(spec.warn_high, "orange"), (spec.limit, "red")])
 
 
-def events_today(kind: str | None, title: str = "Events in range") -> Panel:
-    where = f'{SITE}, state="raised"' + (f', kind="{kind}"' if kind else "")
+def events_today(kind: str | None, title: str = "Events in range", sel: str = SITE) -> Panel:
+    where = f'{sel}, state="raised"' + (f', kind="{kind}"' if kind else "")
     return Panel(
         title,
         "table",
@@ -536,7 +536,7 @@ def elevator_board(profiles: dict[str, DeviceProfile]) -> Dashboard:
                 thresholds=[(72, "orange"), (168, "green")],
                 base_color="red",
             ),
-            events_today("elevator", "Elevator events in range"),
+            events_today("elevator", "Elevator events in range", sel),
         ],
     )
 
@@ -627,7 +627,7 @@ def pump_board(profiles: dict[str, DeviceProfile]) -> Dashboard:
                 [Target(f"water_pump_flow_lpm{{{sel}}}", "{{device}}")],
                 unit="flowlpm",
             ),
-            events_today("water_pump", "Pump events in range"),
+            events_today("water_pump", "Pump events in range", sel),
         ],
     )
 
@@ -727,7 +727,7 @@ def energy_board(profiles: dict[str, DeviceProfile]) -> Dashboard:
                 base_color="red",
                 threshold_lines=True,
             ),
-            events_today("smart_meter", "Meter events in range"),
+            events_today("smart_meter", "Meter events in range", sel),
         ],
     )
 

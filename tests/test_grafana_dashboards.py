@@ -76,6 +76,7 @@ def test_dashboard_is_well_formed(name: str) -> None:
         for target in panel["targets"]:
             used = set(re.findall(r"\$(\w+)", target["expr"])) - {"__range"}
             assert used <= defined, f"{panel['title']}: undefined variables {used - defined}"
+            assert used == defined, f"{panel['title']}: ignores variables {defined - used}"
         steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
         values = [s["value"] for s in steps[1:]]
         assert steps[0]["value"] is None and values == sorted(values)
@@ -146,16 +147,16 @@ class Loaded:
     def site_id(self) -> str:
         return self.estate.site.site_id
 
-    def expand(self, expr: str) -> str:
-        """Substitute Grafana's variables: this site, all buildings, a 6 h range."""
+    def expand(self, expr: str, building: str = ".*") -> str:
+        """Substitute Grafana's variables: this site, ``building`` (all), a 6 h range."""
         return (
             expr.replace("$site", self.site_id)
-            .replace("$building", ".*")
+            .replace("$building", building)
             .replace("$__range", RANGE)
         )
 
-    def run(self, target: dict[str, Any]) -> list[Series]:
-        expr = self.expand(target["expr"])
+    def run(self, target: dict[str, Any], building: str = ".*") -> list[Series]:
+        expr = self.expand(target["expr"], building)
         if target["instant"]:
             return self.vm.query(expr, self.now)
         return self.vm.query_range(expr, self.now - RANGE_S, self.now, "60s")
@@ -221,6 +222,20 @@ def test_every_panel_query_returns_the_series_it_expects(
         assert not missing, f"{board} / {title}: series {s['metric']} lacks {missing}"
         values = s["values"] if "values" in s else [s["value"]]
         assert values, f"{board} / {title}: empty series {s['metric']}"
+
+
+@pytest.mark.integration
+def test_choosing_a_building_keeps_only_that_building(loaded: Loaded) -> None:
+    filtered = [(b, t, x) for b, t, x in all_targets() if "$building" in x["expr"]]
+    assert len(filtered) > 20
+    shown = 0
+    for board, title, target in filtered:
+        for s in loaded.run(target, building="B2"):
+            shown += 1
+            assert s["metric"].get("building", "B2") == "B2", f"{board} / {title}: {s['metric']}"
+            device = s["metric"].get("device")
+            assert device is None or device.startswith("b2-"), f"{board} / {title}: {device}"
+    assert shown > 20
 
 
 @pytest.mark.integration
