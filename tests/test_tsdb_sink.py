@@ -13,6 +13,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from device_profiles.site import SiteConfig, TsdbConfig
 from edge.outputs.tsdb import (
     InfluxLineSink,
     InfluxTelemetryWriter,
+    TsdbConfigError,
     TsdbRejected,
     TsdbUnavailable,
 )
@@ -185,3 +187,15 @@ def test_bad_sink_options_fail_at_construction() -> None:
         InfluxLineSink(config("http://x"), retries=-1)
     with pytest.raises(ValueError, match="gzip_level"):
         InfluxLineSink(config("http://x"), gzip_level=10)
+
+
+@pytest.mark.parametrize("url", ["localhost:8428", "ftp://db:21", "http://", "http://db:port"])
+def test_a_url_that_cannot_work_fails_at_construction(url: str) -> None:
+    with pytest.raises(TsdbConfigError, match=r"tsdb\.url"):
+        InfluxLineSink(config(url))
+
+
+def test_an_unreadable_token_file_fails_at_construction_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-token"
+    with pytest.raises(TsdbConfigError, match="no-such-token"):
+        InfluxLineSink(config("http://db:8428", token_file=str(missing)))

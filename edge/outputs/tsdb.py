@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import threading
+import urllib.parse
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ EVENTS_MEASUREMENT = "edge_events"
 """Measurement of the edge's raised/cleared events (see the module docstring)."""
 TOKEN_ENV = "GATEHOUSE_TSDB_TOKEN"
 """Environment variable read for the database token when the site file names none."""
+
+
+class TsdbConfigError(ValueError):
+    """The ``tsdb`` section of the site file cannot work (bad URL, unreadable token file)."""
 
 
 class TsdbWriteError(RuntimeError):
@@ -113,6 +118,7 @@ class InfluxLineSink:
         gzip_level: int = 1,
         token: str | None = None,
     ) -> None:
+        check_url(config.url)
         if not 0 <= gzip_level <= 9:
             raise ValueError(f"gzip_level must be 0 (off) to 9, got {gzip_level}")
         if timeout_s <= 0:
@@ -184,10 +190,30 @@ class InfluxLineSink:
 
 
 def resolve_token(config: TsdbConfig) -> str | None:
-    """The database token: ``token_file`` (preferred), ``token``, or ``$GATEHOUSE_TSDB_TOKEN``."""
+    """The database token: ``token_file`` (preferred), ``token``, or ``$GATEHOUSE_TSDB_TOKEN``.
+
+    An unreadable ``token_file`` raises :class:`TsdbConfigError` naming it.
+    """
     if config.token_file:
-        return Path(config.token_file).read_text(encoding="utf-8").strip()
+        try:
+            return Path(config.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise TsdbConfigError(
+                f"tsdb.token_file {config.token_file}: {exc.strerror or exc}"
+            ) from exc
     return config.token or os.environ.get(TOKEN_ENV)
+
+
+def check_url(url: str) -> str:
+    """``url`` if it is an ``http(s)://host[:port]`` address, else :class:`TsdbConfigError`."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TsdbConfigError(f"tsdb.url {url!r}: expected http://host:port or https://host:port")
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError as exc:
+        raise TsdbConfigError(f"tsdb.url {url!r}: {exc}") from exc
+    return url
 
 
 def _api_detail(exc: Any) -> str:
