@@ -12,10 +12,10 @@ self-metrics. One burst goes like this:
    (``synchronous=FULL``); only then
 4. acknowledge the burst's MQTT messages.
 
-If the outbox cannot be written (disk full), critical events take the reserve and the rest
-of the burst is held: no new message is taken and nothing is acknowledged until it is
-written, so the broker keeps what is not yet durable (``Receive Maximum`` bounds how much
-it sends meanwhile). The health endpoint says ``degraded`` until the disk recovers, which the
+If the outbox cannot be written (disk full), critical events take the reserve and the
+other events are held in memory: detection goes on (so later critical alarms still get
+through) but nothing is acknowledged until everything is written, so the broker keeps what
+is not yet durable (``Receive Maximum`` bounds how much it sends meanwhile). The health endpoint says ``degraded`` until the disk recovers, which the
 agent notices by itself.
 
 Telemetry outputs get each burst's readings; a failed write is spooled to the outbox's
