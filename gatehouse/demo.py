@@ -25,12 +25,12 @@ from typing import Any
 log = logging.getLogger("gatehouse.demo")
 
 DEMO_FAULTS: tuple[tuple[str, str, float, float, dict[str, Any]], ...] = (
-    # (event type, device, start s, end s, params) relative to the simulator's start
-    ("elevator.entrapment", "b1-elev-1", 5.0, 150.0, {}),
-    ("gate.forced_open", "gate-1", 8.0, 20.0, {}),
-    ("elevator.door_fault", "b1-elev-2", 10.0, 600.0, {"ramp": 20.0}),
-    ("meter.energy_spike", "b1-meter-2", 12.0, 300.0, {}),
-    ("pump.bearing_wear", "b1-pump-1", 5.0, 3600.0, {"ramp": 40.0}),
+    # (event type, device, start, end, params): simulated seconds after the start
+    ("pump.bearing_wear", "b1-pump-1", 30.0, 4 * 3600.0, {"ramp": 3600.0}),
+    ("elevator.entrapment", "b1-elev-1", 120.0, 3600.0, {}),
+    ("elevator.door_fault", "b1-elev-2", 200.0, 7200.0, {"ramp": 300.0}),
+    ("meter.voltage_sag", "b1-meter-2", 300.0, 3600.0, {}),
+    ("gate.forced_open", "gate-1", 400.0, 900.0, {}),
 )
 
 
@@ -60,6 +60,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--floors", type=int, default=18, help="floors per building")
     parser.add_argument("--seed", type=int, default=42, help="simulator seed")
+    parser.add_argument(
+        "--speed", type=float, default=40.0,
+        help="simulated time runs this many times faster than the clock, so slow faults "
+        "(bearing wear over hours) show within a minute; 1 = real time (default 40)",
+    )
     parser.add_argument("--no-faults", action="store_true", help="simulate a healthy estate")
     parser.add_argument("--json", action="store_true", help="print the final summary as JSON only")
 
@@ -220,7 +225,10 @@ def run(args: argparse.Namespace) -> int:
         ]
     )
     truth_path = data / "truth.jsonl"
-    sim = EstatePublisher(site, broker.url, seed=args.seed, faults=faults, truth_path=truth_path)
+    sim = EstatePublisher(
+        site, broker.url, seed=args.seed, faults=faults, truth_path=truth_path,
+        speed=args.speed, start_ts=started, qos=1,
+    )
     sim.start()
 
     print(f"[demo] dashboard   {base}/   (user admin, password {password})", flush=True)
@@ -255,14 +263,15 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\n[demo] stopping", flush=True)
     finally:
-        sim.stop()
-        # Give the forwarder a moment to flush what was raised last.
+        # Give the forwarder a moment to flush what was raised last, then stop the agent
+        # before the simulated devices say goodbye (their "offline" would open orders).
         flush_deadline = time.monotonic() + 5
         while time.monotonic() < flush_deadline and agent.stats().get("outbox_depth", 0):
             time.sleep(0.2)
         orders = _orders(client, site.site_id)
         stats = agent.stats()
         agent.stop()
+        sim.stop()
         cloud.stop()
         broker.stop()
 
