@@ -256,7 +256,11 @@ class Publisher:
 class HttpFakeCloud:
     """:class:`FakeCloud` served over real HTTP on 127.0.0.1 (for agents in subprocesses)."""
 
-    def __init__(self, cloud: FakeCloud | None = None) -> None:
+    def __init__(
+        self, cloud: FakeCloud | None = None, *, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        """``tls``: (certificate, key) to serve HTTPS instead of HTTP."""
+        import ssl
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.cloud = cloud or FakeCloud()
@@ -285,12 +289,18 @@ class HttpFakeCloud:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self) -> None:
         self.server.shutdown()

@@ -4,6 +4,7 @@ per-device topic limits, and refusal of anonymous or plaintext connections."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import time
 import uuid
@@ -13,10 +14,21 @@ from pathlib import Path
 import pytest
 
 from device_profiles.loader import load_profiles
+from device_profiles.messages import Event
 from device_profiles.site import DeviceConfig, MqttConfig
+from edge.outbox import CRITICAL
 from edge.runner import Agent, AgentOptions
 from tests.servers import Mosquitto, free_port
-from tests.servers_edge import FakeCloud, Pki, Publisher, make_pki, make_site, pump_payload
+from tests.servers_edge import (
+    FakeCloud,
+    HttpFakeCloud,
+    Pki,
+    Publisher,
+    SourceBox,
+    make_pki,
+    make_site,
+    pump_payload,
+)
 
 pytestmark = pytest.mark.integration
 PROFILES = load_profiles()
@@ -173,3 +185,41 @@ def test_unauthenticated_or_plaintext_connections_are_refused(
         assert agent.stats()["mqtt_connected"] is False
     finally:
         agent.stop()
+
+
+def _alarm(site_id: str) -> Event:
+    return Event(
+        event_id="alarm-000000001", site_id=site_id, gateway_id="gw-test", device_id="pump-1",
+        kind="water_pump", type="pump.dry_running", severity="critical", state="raised", ts=1.0,
+    )
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_cloud_over_https_verifies_its_certificate_and_never_logs_the_token(
+    secure: SecureBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture, trusted: bool
+) -> None:
+    cloud = HttpFakeCloud(FakeCloud(token="s3cr3t-gateway-token"),
+                          tls=(secure.pki.server_cert, secure.pki.server_key))
+    site = make_site(
+        f"c{uuid.uuid4().hex[:8]}", data_dir=tmp_path, cloud_url=cloud.url,
+        token="s3cr3t-gateway-token", ca_file=str(secure.pki.ca) if trusted else None,
+    )
+    agent = Agent(
+        site, profiles=PROFILES, options=AgentOptions(reserve_bytes=0, low_water_bytes=0),
+        outputs={}, source_factory=SourceBox(),
+    )
+    caplog.set_level(logging.DEBUG)
+    agent.start()
+    try:
+        agent.emit_event(_alarm(site.site_id))
+        if trusted:
+            wait_until(lambda: "alarm-000000001" in cloud.cloud.received)
+        else:
+            wait_until(lambda: agent.stats()["forward_failures"] >= 2)
+            assert "CERTIFICATE_VERIFY_FAILED" in agent.health()["cloud"]["error"]
+            assert not cloud.cloud.received
+            assert agent.outbox.depth(CRITICAL) == 1
+    finally:
+        agent.stop()
+        cloud.close()
+    assert "s3cr3t-gateway-token" not in caplog.text
