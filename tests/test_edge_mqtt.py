@@ -114,3 +114,38 @@ def test_messages_published_while_the_agent_is_down_are_delivered(
         wait_until(lambda: second.stats()["acked"] == 101)
     finally:
         second.stop()
+
+
+def test_real_detectors_raise_events_that_reach_the_cloud(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    site_id = unique_site()
+    site = make_site(site_id, data_dir=tmp_path, mqtt_url=broker.url)
+    cloud = FakeCloud()
+    agent = Agent(site, profiles=PROFILES, options=OPTS, outputs={},
+                  http_client=cloud.client())
+    agent.start()
+    pub = Publisher(broker.port)
+    try:
+        wait_until(lambda: agent.stats()["mqtt_connected"])
+        t0 = time.time() - 20
+        for i in range(10):
+            current = 3.0 if i < 8 else 6.0
+            pub.publish(f"gh/{site_id}/water_pump/pump-1/telemetry",
+                        pump_payload(t0 + i, current_a=current))
+        pub.publish(f"gh/{site_id}/elevator/elev-1/status",
+                    json.dumps({"status": "offline", "ts": t0 + 5}).encode())
+        pub.flush()
+
+        def raised() -> set[str]:
+            return {e["type"] for e in cloud.received.values() if e["state"] == "raised"}
+
+        wait_until(lambda: {"pump.sensor_out_of_range", "elevator.offline"} <= raised())
+        event = next(e for e in cloud.received.values()
+                     if e["type"] == "pump.sensor_out_of_range")
+        assert event["severity"] == "warning" and event["device_id"] == "pump-1"
+        assert event["ts"] == pytest.approx(t0 + 8)
+        assert agent.metrics.counters_by("detector_errors", "detector") == {}
+    finally:
+        pub.close()
+        agent.stop()
