@@ -266,7 +266,7 @@ class InfluxTelemetryWriter:
     Each :meth:`write` call posts its readings in chunks of ``config.batch_size`` lines, one
     request per chunk, and returns once they are stored. It keeps nothing between calls, so a
     crash loses nothing the runner has not spooled; the runner's burst cadence, not a timer
-    here, decides how often requests go out (``config.flush_interval`` is for the runner).
+    here, decides how often requests go out (``config.flush_interval`` is not used).
     Safe to call from several threads.
     """
 
@@ -282,7 +282,6 @@ class InfluxTelemetryWriter:
         gzip_level: int = 1,
     ) -> None:
         self._config = config
-        self._site_id = site.site_id
         self._devices = {
             d.id: _DeviceTags(building=d.building, floor=d.floor) for d in site.all_devices()
         }
