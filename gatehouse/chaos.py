@@ -1,4 +1,9 @@
-"""PLACEHOLDER: being written; replaced by the real command module."""
+"""The fault-injection suite (`gatehouse chaos`): being written by the chaos engineer.
+
+Drives a real Mosquitto, the cloud and the edge as separate processes under load,
+injects broker restarts, cloud outages, SIGKILLs and a full disk, then compares the
+ground truth with the cloud and prints a JSON report.
+"""
 
 from __future__ import annotations
 
@@ -10,4 +15,4 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("not implemented yet")
+    raise SystemExit("gatehouse chaos: not implemented yet")
