@@ -85,3 +85,28 @@ def test_score_monitor_keeps_anomalies_out_of_learning_and_names_episode_by_data
     assert 3.0 not in det.learned
     assert 0.7 not in det.learned
     assert det.learned == [0.1, 0.2, 0.3, 0.2]
+
+
+class WindowedFake(FakeDetector):
+    def __init__(self) -> None:
+        super().__init__()
+        self.resets = 0
+
+    def reset_window(self) -> None:
+        self.resets += 1
+
+
+def test_only_when_skips_other_states_settles_and_drops_pending_raises() -> None:
+    det = WindowedFake()
+    mon = ScoreMonitor(det, ("v",), "pump.anomaly", Hysteresis(1.0, 0.5, min_duration=3.0),
+                       only_when=("run", 0.5), settle_s=2.0)
+    rows = [(0, 1, 0.1), (1, 1, 2.0), (2, 1, 2.0), (3, 0, 9.0), (4, 0, 9.0),
+            (5, 1, 9.0), (6, 1, 9.0), (7, 1, 0.2), (8, 1, 2.0), (9, 1, 2.0)]
+    findings = []
+    for ts, run_flag, v in rows:
+        reading = Reading("s", "water_pump", "p1", float(ts), {"v": v, "run": run_flag})
+        findings += mon.observe(reading)
+    assert findings == []
+    assert det.resets == 1
+    assert 9.0 not in det.learned
+    assert det.learned == [0.1, 0.2]

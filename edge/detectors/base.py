@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from device_profiles.messages import EventState, Forecast, Reading
 from device_profiles.schema import DetectorSpec, DeviceProfile
@@ -36,6 +36,14 @@ class Detector(Protocol):
     def learn_one(self, x: Mapping[str, float]) -> None: ...
 
     def score_one(self, x: Mapping[str, float]) -> float: ...
+
+
+@runtime_checkable
+class WindowedDetector(Detector, Protocol):
+    """A detector that smooths over recent samples and can forget them (a gap in the data,
+    or the device leaving the operating state the detector models)."""
+
+    def reset_window(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -280,6 +280,12 @@ class Hysteresis:
             self._below_since = None
         return None
 
+    def reset_pending(self) -> None:
+        """Forget a raise or clear that is still waiting for its duration (the data it was
+        based on stopped counting, e.g. the device left its operating state)."""
+        self._above_since = None
+        self._below_since = None
+
     def force_clear(self, ts: float) -> Transition:
         """Clear immediately (e.g. the condition became impossible); ``None`` if inactive."""
         if not self._active:

@@ -53,14 +53,41 @@ class _SlotMean:
         self.value += (v - self.value) / min(self.n, cap)
 
 
+class _Slot:
+    """A baseline slot: running mean of its normal samples and the periods it has seen.
+
+    ``seen_before(period)`` counts the distinct periods (days or weeks) other than
+    ``period`` that fed the slot, so a slot is only trusted on history, never on the
+    current hour (which could be the fault itself).
+    """
+
+    __slots__ = ("last", "mean", "periods")
+
+    def __init__(self) -> None:
+        self.mean = _SlotMean()
+        self.periods = 0
+        self.last: int | None = None
+
+    def add(self, v: float, period: int, cap: int) -> None:
+        self.mean.add(v, cap)
+        if period != self.last:
+            self.periods += 1
+            self.last = period
+
+    def seen_before(self, period: int) -> int:
+        return self.periods - (1 if self.last == period else 0)
+
+
 class MeterBaseline(MonitorBase):
     """Energy spike: smoothed power above ``factor`` times this meter's hour-of-week normal.
 
     Power is smoothed with an exponential mean of time constant ``smooth_s``. The baseline
-    of each of the 168 hour-of-week slots is the mean of the normal samples seen in it; a slot
-    with fewer than ``min_samples_per_slot`` samples falls back to the hour-of-day slot, then
-    to the meter's overall mean. A spike also needs ``min_excess_kw`` above the baseline and
-    lasts ``min_duration_s`` (default 10 min) before it is raised.
+    of each of the 168 hour-of-week slots is the mean of the normal samples seen in it, and
+    is used once the slot has history from ``min_samples_per_slot`` earlier weeks; until
+    then the hour-of-day slot is used once it has history from an earlier day (no detection
+    during the first day). Samples above the spike level, and all samples of an open
+    episode, are kept out of the baseline. A spike also needs ``min_excess_kw`` above the
+    baseline and lasts ``min_duration_s`` (default 10 min) before it is raised.
     """
 
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
@@ -70,30 +97,27 @@ class MeterBaseline(MonitorBase):
             raise DetectorConfigError(f"meter_baseline: unknown field {self._field!r}")
         self._factor = p.number("factor", 2.5, lo=1.0)
         self._min_excess = p.number("min_excess_kw", 1.0, lo=0.0)
-        self._min_slot = p.integer("min_samples_per_slot", 3, lo=1)
+        self._min_weeks = p.integer("min_samples_per_slot", 3, lo=1)
         self._smooth = p.number("smooth_s", 900.0, lo=0.0)
         self._offset = p.number("utc_offset_h", 0.0, lo=-14, hi=14)
         self._cap = p.integer("memory_samples", 2000, lo=1)
-        self._warm = p.integer("warmup_samples", 60, lo=1)
         self._rule = condition_from(
             p, event_type(profile, spec, "energy_spike"), min_duration_s=600.0,
             clear_after_s=900.0, cooldown_s=1800.0,
         )
         p.done()
-        self._week = [_SlotMean() for _ in range(_WEEK_H)]
-        self._day = [_SlotMean() for _ in range(24)]
-        self._all = _SlotMean()
+        self._week = [_Slot() for _ in range(_WEEK_H)]
+        self._day = [_Slot() for _ in range(24)]
         self._smoothed: float | None = None
         self._last_ts: float | None = None
 
-    def _baseline(self, slot: int) -> float | None:
-        if self._week[slot].n >= self._min_slot:
-            return self._week[slot].value
-        day = self._day[slot % 24]
-        if day.n >= self._min_slot:
-            return day.value
-        if self._all.n >= self._warm:
-            return self._all.value
+    def _baseline(self, slot: int, day: int) -> float | None:
+        week = self._week[slot]
+        if week.seen_before(day // 7) >= self._min_weeks:
+            return week.mean.value
+        hour = self._day[slot % 24]
+        if hour.seen_before(day) >= 1:
+            return hour.mean.value
         return None
 
     def observe(self, reading: Reading) -> list[Finding]:
@@ -109,21 +133,22 @@ class MeterBaseline(MonitorBase):
             self._smoothed += w * (power - self._smoothed)
         self._last_ts = ts
         slot = hour_of_week(ts, self._offset)
-        base = self._baseline(slot)
+        day = local_day(ts, self._offset)
+        base = self._baseline(slot, day)
         out: list[Finding] = []
-        spike = False
+        high = False
         if base is not None:
             level = self._smoothed
             spike = level > self._factor * base and level - base >= self._min_excess
+            high = power > self._factor * base and power - base >= self._min_excess
             evidence: dict[str, Any] = {
                 "power_kw": power, "smoothed_kw": level, "baseline_kw": base,
                 "factor": self._factor, "hour_of_week": slot,
             }
             out = self._rule.update(ts, spike, evidence)
-        if not spike and not self._rule.episode.active:
-            self._week[slot].add(power, self._cap)
-            self._day[slot % 24].add(power, self._cap)
-            self._all.add(power, self._cap)
+        if not high and not self._rule.episode.active:
+            self._week[slot].add(power, day // 7, self._cap)
+            self._day[slot % 24].add(power, day, self._cap)
         return out
 
 
@@ -276,7 +301,7 @@ class MeterPowerQuality(MonitorBase):
       clears when all phases are back above ``sag_ratio + 0.02`` of nominal.
     * imbalance: the largest deviation of a phase current from the three-phase mean,
       over that mean, above ``imbalance_ratio`` for ``min_duration_s``, judged only when
-      the mean current is at least ``min_current_a`` (light loads are naturally unbalanced).
+      the mean current is at least ``min_current_a`` (0.2 A: below it the ratio is noise).
     """
 
     _VOLTS = ("voltage_l1_v", "voltage_l2_v", "voltage_l3_v")
@@ -287,7 +312,7 @@ class MeterPowerQuality(MonitorBase):
         self._sag = p.number("sag_ratio", 0.9, lo=0.0, hi=1.0)
         self._nominal = p.number("nominal_v", 230.0, lo=1.0)
         self._imbalance = p.number("imbalance_ratio", 0.3, lo=0.0)
-        self._min_current = p.number("min_current_a", 2.0, lo=0.0)
+        self._min_current = p.number("min_current_a", 0.2, lo=0.0)
         duration = p.number("min_duration_s", 120.0, lo=0.0)
         clear_after = p.number("clear_after_s", 300.0, lo=0.0)
         p.done()

@@ -26,8 +26,10 @@ class GaussianScorer:
     The raw statistic is the squared Mahalanobis distance of the standardised sample under
     a shrunk covariance (``shrinkage`` towards the identity keeps it invertible when a
     channel is nearly constant), averaged over the last ``smooth`` samples (faults of a pump
-    last seconds to hours; single-sample spikes are noise). Missing channels are imputed
-    with the model mean.
+    last seconds to hours; single-sample spikes are noise). Each sample's contribution is
+    capped at ``cap`` times the calibrated edge of normal, so one wild sample (a pump
+    coasting down through the operating-state threshold) cannot raise an alarm alone.
+    Missing channels are imputed with the model mean.
     """
 
     def __init__(
@@ -41,9 +43,12 @@ class GaussianScorer:
         shrinkage: float = 0.1,
         adapt_rate: float = 0.0005,
         refresh_every: int = 50,
+        cap: float = 2.0,
     ) -> None:
         if not fields:
             raise DetectorConfigError("GaussianScorer needs at least one field")
+        if cap <= 0:
+            raise DetectorConfigError("GaussianScorer: cap must be positive")
         if warmup < 10 or smooth < 1 or not 0.5 <= quantile <= 1.0 or margin <= 0:
             raise DetectorConfigError(
                 "GaussianScorer: warmup >= 10, smooth >= 1, 0.5 <= quantile <= 1, margin > 0"
@@ -60,6 +65,7 @@ class GaussianScorer:
         self.shrinkage = shrinkage
         self.adapt_rate = adapt_rate
         self.refresh_every = refresh_every
+        self.cap = cap
         self._buf: list[list[float]] = []
         self._mean: FloatArray | None = None
         self._cov: FloatArray | None = None
@@ -130,14 +136,21 @@ class GaussianScorer:
         if self._learned % self.refresh_every == 0:
             self._refresh()
 
+    def reset_window(self) -> None:
+        """Forget the samples being smoothed (the model itself is kept)."""
+        self._ring[:] = 0.0
+        self._ring_i = 0
+        self._ring_n = 0
+        self._ring_sum = 0.0
+
     def score_one(self, x: Mapping[str, float]) -> float:
         """Smoothed squared Mahalanobis distance over the calibrated edge of normal."""
         if self._prec is None or self._mean is None:
             return 0.0
         diff = np.asarray(self._vector(x)) - self._mean
         d2 = float(diff @ self._prec @ diff)
-        if not math.isfinite(d2):
-            d2 = 1e12
+        if not math.isfinite(d2) or d2 > self.cap * self._scale:
+            d2 = self.cap * self._scale
         old = float(self._ring[self._ring_i])
         self._ring[self._ring_i] = d2
         self._ring_i = (self._ring_i + 1) % self.smooth

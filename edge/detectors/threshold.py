@@ -8,7 +8,7 @@ below the clear level, so a fault never becomes part of the normal the detector 
 from __future__ import annotations
 
 from device_profiles.messages import Reading
-from edge.detectors.base import Detector, Finding, MonitorBase
+from edge.detectors.base import Detector, Finding, MonitorBase, WindowedDetector
 from edge.detectors.common import Episode, Hysteresis
 
 
@@ -21,7 +21,9 @@ class ScoreMonitor(MonitorBase):
     ``only_when=(field, minimum)`` restricts the model to one operating state (a pump
     running): other samples, and those of the first ``settle_s`` seconds after entering the
     state (start-up transients; not at the start of the data, where the state's age is
-    unknown), are neither scored nor learned and leave the state as it is.
+    unknown), are neither scored nor learned and leave the state as it is. Leaving the
+    state drops a raise still waiting for its minimum duration and the detector's
+    smoothing window (a stop transient cannot carry over into the next run).
     """
 
     def __init__(
@@ -54,6 +56,10 @@ class ScoreMonitor(MonitorBase):
         if self._only_when is not None:
             gate_value = values.get(self._only_when[0])
             if gate_value is None or gate_value < self._only_when[1]:
+                if self._state_since is not None:
+                    self._gate.reset_pending()
+                    if isinstance(self.detector, WindowedDetector):
+                        self.detector.reset_window()
                 self._state_since = None
                 self._seen_outside = True
                 return []

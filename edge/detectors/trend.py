@@ -10,9 +10,14 @@ For each watched field with a ``limit`` the detector keeps the samples of the la
 
 and has stayed so for ``min_duration_s``. With ``only_when`` (a field) and
 ``only_when_min``, only samples taken in that operating state count (a pump's bearing
-vibration means something only while it runs). The finding carries a :class:`Forecast` (hours to
-the limit from the fitted value now). It clears when the slope falls below half of
-``min_slope_per_hour`` (or loses significance) for ``clear_after_s``.
+vibration means something only while it runs), after ``settle_s`` seconds in it.
+The forecast uses the line of the last ``forecast_window`` seconds (default: the whole
+window) once the whole window shows the trend, so a window that still holds the flat
+days before the wear began does not flatten the forecast. ``median_of`` (default 1) feeds the line the running median of that many samples, so a
+start or stop transient of a few samples cannot tilt it. The finding carries a
+:class:`Forecast` (hours to the limit from the fitted value now). It clears when the
+slope falls below half of ``min_slope_per_hour`` (or loses significance) for
+``clear_after_s``.
 """
 
 from __future__ import annotations
@@ -112,12 +117,15 @@ class Trend(MonitorBase):
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
         p = Params(spec)
         window = p.number("window", 3600.0, lo=1.0)
+        forecast_window = p.number("forecast_window", window, lo=1.0, hi=window)
         self._min_points = p.integer("min_points", 30, lo=3)
         self._min_slope = p.number("min_slope_per_hour", 0.0, lo=0.0)
         self._horizon = p.number("horizon_hours", 720.0, lo=0.0)
         self._min_t = p.number("min_t", 5.0, lo=0.0)
         self._only_when = p.text("only_when", None)
         self._only_min = p.number("only_when_min", 0.5)
+        self._settle = p.number("settle_s", 0.0, lo=0.0)
+        self._median_of = p.integer("median_of", 1, lo=1)
         if self._only_when is not None and self._only_when not in profile.fields:
             raise DetectorConfigError(f"trend: only_when names unknown field {self._only_when!r}")
         self._gate = Hysteresis(
@@ -135,6 +143,14 @@ class Trend(MonitorBase):
         if not self._limits:
             raise DetectorConfigError("trend: none of the fields has a 'limit' to forecast against")
         self._lines = {name: LinearTrend(window) for name in self._limits}
+        self._recent_lines = (
+            {name: LinearTrend(forecast_window) for name in self._limits}
+            if forecast_window < window else self._lines
+        )
+        self._recent: dict[str, deque[float]] = {
+            name: deque(maxlen=self._median_of) for name in self._limits
+        }
+        self._state_since: float | None = None
         self._episode = Episode(event_type(profile, spec, "trend"))
 
     def _forecast(self) -> tuple[tuple[str, float, float, float] | None, bool]:
@@ -154,6 +170,9 @@ class Trend(MonitorBase):
                 trending = True
             if slope < self._min_slope or tstat < self._min_t or slope <= 0:
                 continue
+            recent = self._recent_lines[name].fit()
+            if recent is not None and recent[0] > 0:
+                slope, now_value = recent[0], recent[1]
             hours = max((limit - now_value) / slope, 0.0)
             if hours > self._horizon:
                 continue
@@ -166,12 +185,27 @@ class Trend(MonitorBase):
         if self._only_when is not None:
             gate_value = reading.values.get(self._only_when)
             if gate_value is None or gate_value < self._only_min:
+                if self._state_since is not None:
+                    for recent in self._recent.values():
+                        recent.clear()
+                self._state_since = None
+                return []
+            if self._state_since is None:
+                self._state_since = ts
+            if ts - self._state_since < self._settle:
                 return []
         seen = False
         for name, line in self._lines.items():
             v = reading.values.get(name)
             if v is not None:
-                line.add(ts, v)
+                recent = self._recent[name]
+                recent.append(v)
+                if len(recent) < self._median_of:
+                    continue
+                value = sorted(recent)[len(recent) // 2] if len(recent) > 1 else v
+                line.add(ts, value)
+                if self._recent_lines is not self._lines:
+                    self._recent_lines[name].add(ts, value)
                 seen = True
         if not seen:
             return []
