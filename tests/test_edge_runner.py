@@ -232,3 +232,28 @@ def test_emit_event_is_idempotent(tmp_path: Path) -> None:
     assert agent.emit_event(ev) is False
     assert agent.outbox.depth(EVENTS) == 1
     agent.stop()
+
+
+def test_the_site_tsdb_output_is_built_and_spooled_when_unreachable(tmp_path: Path) -> None:
+    from device_profiles.site import TsdbConfig
+    from edge.outputs import build_outputs
+
+    site = make_site("s1", data_dir=tmp_path).model_copy(
+        update={"tsdb": TsdbConfig(url="http://127.0.0.1:9")}
+    )
+    assert list(build_outputs(site, PROFILES)) == ["influxdb"]
+    box = SourceBox()
+    agent = Agent(
+        site, profiles=PROFILES,
+        options=AgentOptions(reserve_bytes=0, low_water_bytes=0, forward=False),
+        monitor_factory=fake_monitors, source_factory=box,
+    )
+    agent.start()
+    try:
+        for i in range(5):
+            box.get.push(PUMP, pump_payload(100.0 + i))
+        wait_until(lambda: agent.stats()["telemetry_spooled"] == 5, timeout=30)
+        assert agent.metrics.counter("output_failures", output="influxdb") >= 1
+        wait_until(lambda: len(box.get.acked) == 5)
+    finally:
+        agent.stop()

@@ -39,10 +39,11 @@ def build_outputs(
     return built
 
 
-# Built-in outputs. The TSDB writer (edge/outputs/tsdb.py) registers here as "influxdb":
-#   from edge.outputs.tsdb import InfluxTelemetryWriter
-#   register_output("influxdb", InfluxTelemetryWriter.from_site)
-# (the lead wires this line once edge/outputs/tsdb.py is committed).
+# Built-in outputs, registered explicitly (imported here so that the registry is complete
+# whenever the package is imported; the module itself imports influxdb-client lazily).
+from edge.outputs.tsdb import InfluxTelemetryWriter  # noqa: E402
+
+register_output("influxdb", InfluxTelemetryWriter.from_site)
 
 __all__ = [
     "OutputFactory",
