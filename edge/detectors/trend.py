@@ -11,12 +11,13 @@ For each watched field with a ``limit`` the detector keeps the samples of the la
 and has stayed so for ``min_duration_s``. With ``only_when`` (a field) and
 ``only_when_min``, only samples taken in that operating state count (a pump's bearing
 vibration means something only while it runs), after ``settle_s`` seconds in it.
-The forecast uses the line of the last ``forecast_window`` seconds (default: the whole
-window) once the whole window shows the trend, so a window that still holds the flat
-days before the wear began does not flatten the forecast. ``median_of`` (default 1) feeds the line the running median of that many samples, so a
-start or stop transient of a few samples cannot tilt it. The finding carries a
-:class:`Forecast` (hours to the limit from the fitted value now). It clears when the
-slope falls below half of ``min_slope_per_hour`` (or loses significance) for
+``median_of`` (default 1) feeds the line the running median of that many samples, so a
+start or stop transient of a few samples cannot tilt it.
+
+The finding carries a :class:`Forecast`: hours until the line reaches the limit, from the
+line of the last ``forecast_window`` seconds (default: the whole window), so a window that
+still holds the flat days before the wear began does not flatten the forecast. It clears
+when the slope falls below half of ``min_slope_per_hour`` (or loses significance) for
 ``clear_after_s``.
 """
 

@@ -4,10 +4,10 @@ For every fault type the simulator can inject, ``devices`` devices of its kind e
 scenario: a healthy lead-in long enough for the detectors to learn the device (longer for
 meters, whose baselines are daily), the fault, then a healthy tail. Fault-free devices of
 every kind run for ``days`` days. Every device's samples stream, in time order, through
-the edge's detector chain of its kind (meters alternate between dwellings and common
-areas; elevator faults start at 09:00, when the car is in use) (plus the kind's device-native events, which the
+the edge's detector chain of its kind (plus the kind's device-native events, which the
 edge maps straight to event types), with ``tick`` at every sample time and the device's
-status changes passed on.
+status changes passed on. Meters alternate between dwellings and common areas; elevator
+faults start at 09:00, when the car is in use.
 
 Per fault type: recall (faults with a raised finding of their type between their start and
 ``end + grace``), precision (raised findings of the type that fall in a fault of that type
