@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -66,38 +66,35 @@ def bench_offline(site: SiteConfig, sim_seconds: float) -> dict[str, float]:
 
 
 class Counter:
-    """Counts messages received by a subscriber (to confirm delivery, not to time it)."""
+    """An out-of-process subscriber (``mosquitto_sub``) that counts what the broker delivered,
+    so confirming delivery does not take CPU from the publisher being measured."""
 
-    def __init__(self, port: int, topic: str) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+    def __init__(self, port: int, topic: str, out: Path) -> None:
+        self.out = out
+        self._fh = out.open("wb")
+        self.proc = subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-t", topic, "-q", "0"],
+            stdout=self._fh,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)
 
-        self.count = 0
-        self._lock = threading.Lock()
-        ready = threading.Event()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: ready.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe(topic, qos=0)
-        self.client.loop_start()
-        ready.wait(10)
-
-    def _on_message(self, *args: Any) -> None:
-        with self._lock:
-            self.count += 1
+    @property
+    def count(self) -> int:
+        self._fh.flush()
+        with self.out.open("rb") as fh:
+            return sum(1 for _ in fh)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.proc.terminate()
+        self.proc.wait(10)
+        self._fh.close()
 
 
 def bench_baseline_publish(port: int, messages: int, payload: bytes) -> float:
-    """Messages/s of bare paho QoS-0 publishing of one pre-encoded payload (with the same
-    in-process subscriber as the simulator run, so both share the CPU the same way)."""
+    """Messages/s of bare paho QoS-0 publishing of one pre-encoded payload."""
     from simulators.mqtt_client import connect_client
 
-    counter = Counter(port, "gh/bench-base/+/+/telemetry")
     client = connect_client(f"mqtt://127.0.0.1:{port}", client_id_prefix="bench-baseline")
     t0 = time.perf_counter()
     info = None
@@ -108,14 +105,15 @@ def bench_baseline_publish(port: int, messages: int, payload: bytes) -> float:
     elapsed = time.perf_counter() - t0
     client.disconnect()
     client.loop_stop()
-    counter.close()
     return messages / elapsed
 
 
-def bench_publish(site: SiteConfig, port: int, seconds: float, speed: float) -> dict[str, Any]:
+def bench_publish(
+    site: SiteConfig, port: int, seconds: float, speed: float, workdir: Path
+) -> dict[str, Any]:
     from simulators.publisher import EstatePublisher
 
-    counter = Counter(port, f"gh/{site.site_id}/+/+/telemetry")
+    counter = Counter(port, f"gh/{site.site_id}/+/+/telemetry", workdir / "received.txt")
     pub = EstatePublisher(
         site, f"mqtt://127.0.0.1:{port}", seed=1, speed=speed, duration=seconds, protocol="v311"
     )
@@ -157,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     n_devices = len(site.all_devices())
     offline = bench_offline(site, args.offline_sim_seconds)
     with tempfile.TemporaryDirectory() as tmp, mosquitto(Path(tmp)) as broker:
-        published = bench_publish(site, broker.port, args.seconds, args.speed)
+        published = bench_publish(site, broker.port, args.seconds, args.speed, Path(tmp))
         payload = json.dumps(
             {
                 "ts": 1.7e9,

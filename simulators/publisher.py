@@ -39,7 +39,7 @@ from simulators.models import (
     make_model,
 )
 from simulators.models.offline import phase_offset
-from simulators.mqtt_client import BrokerError, connect_client, parse_broker_url
+from simulators.mqtt_client import BrokerError, MqttLink, parse_broker_url
 from simulators.truth import GroundTruth
 
 log = logging.getLogger("gatehouse.simulate")
@@ -47,6 +47,11 @@ log = logging.getLogger("gatehouse.simulate")
 COMMON_AREA_FAULTS = ("meter.night_base_load", "meter.phase_imbalance")
 """Put on common-area meters by the random plan: the detectors watch night load there only,
 and phase imbalance only above a minimum current that dwellings rarely reach."""
+
+BULK_STATUS_QOS = 0
+"""QoS of the retained status of every device at (re)connection and at stop. QoS 0: paho
+rescans its whole outgoing queue on every acknowledgement, so thousands of QoS 1 messages
+at once cost seconds; a retained QoS 0 message written before DISCONNECT still arrives."""
 
 BATCH = 2000
 """Samples published per loop pass before checking the stop flag and the control topic."""
@@ -162,7 +167,7 @@ class EstatePublisher:
         self._inbox: queue.Queue[bytes] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client: Any = None
+        self._link: MqttLink | None = None
         self._truth: GroundTruth | None = None
         self._silent = [False] * len(self.devices)
         self._lock = threading.Lock()
@@ -215,13 +220,15 @@ class EstatePublisher:
                 )
             )
         try:
-            self._client = connect_client(
+            link = MqttLink(
                 self.broker_url,
                 client_id_prefix=f"gatehouse-sim-{self.site.site_id}",
                 protocol=self.protocol,
                 on_connect=self._on_connect,
                 on_message=self._on_message,
             )
+            link.connect()
+            self._link = link
         except BrokerError:
             if self._truth is not None:
                 self._truth.close()
@@ -304,7 +311,7 @@ class EstatePublisher:
         client.subscribe(inject_topic(site), qos=1)
         for i, (_, status_topic, _) in enumerate(self._topics):
             state = "offline" if self._silent[i] else "online"
-            client.publish(status_topic, state, qos=1, retain=True)
+            client.publish(status_topic, state, qos=BULK_STATUS_QOS, retain=True)
         self._count("status_published", len(self._topics))
         log.info("connected to %s; %d devices online", self.broker_url, len(self._topics))
 
@@ -325,7 +332,9 @@ class EstatePublisher:
                 log.warning("rejected injection %r: %s", payload[:200], exc)
 
     def _run(self) -> None:
-        client = self._client
+        assert self._link is not None
+        link = self._link
+        client = link.client
         heap = [
             (self._sim_start + phase_offset(d.id, m.period), i)
             for i, (d, m) in enumerate(zip(self.devices, self.models, strict=True))
@@ -391,28 +400,25 @@ class EstatePublisher:
                     s["sim_time"] = now
                     s["lag_s"] = max(0.0, now - heap[0][0]) if heap else 0.0
                 if n >= BATCH:
+                    link.pump(0.0)
                     continue
                 if self.rate_limit is not None and n >= budget and tokens < 1:
-                    self._stop.wait(max(0.001, (1 - tokens) / self.rate_limit))
+                    link.pump(max(0.001, (1 - tokens) / self.rate_limit))
                     continue
                 due = heap[0][0] if heap else now + 0.1
-                self._stop.wait(min(0.1, max(0.0005, (due - now) / self.speed)))
+                link.pump(min(0.1, max(0.0005, (due - now) / self.speed)))
         finally:
-            self._shutdown(client)
+            self._shutdown(link)
 
-    def _shutdown(self, client: Any) -> None:
+    def _shutdown(self, link: MqttLink) -> None:
         self._wall_end = time.monotonic()
         info = None
         for _, status_topic, _ in self._topics:
-            info = client.publish(status_topic, "offline", qos=1, retain=True)
+            info = link.publish(status_topic, "offline", qos=BULK_STATUS_QOS, retain=True)
         self._count("status_published", len(self._topics))
-        if info is not None:
-            try:
-                info.wait_for_publish(timeout=10)
-            except (RuntimeError, ValueError) as exc:
-                log.warning("offline status not confirmed: %s", exc)
-        client.disconnect()
-        client.loop_stop()
+        if not link.flush(info, timeout=10):
+            log.warning("offline status of every device not confirmed by the broker")
+        link.close()
         if self._truth is not None:
             self._truth.close()
         log.info("stopped after %s", self.stats())

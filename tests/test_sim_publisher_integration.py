@@ -277,3 +277,38 @@ def test_replay_command_publishes_skab_rows(
     assert rec.type == "pump.anomaly"
     assert rec.start == pytest.approx(bodies[10]["ts"], abs=0.01)
     assert rec.end == pytest.approx(bodies[15]["ts"], abs=0.01)
+
+
+def test_publisher_reconnects_after_a_broker_restart(broker: Mosquitto) -> None:
+    site_id = f"sim-{uuid.uuid4().hex[:8]}"
+    site = SiteConfig(
+        site_id=site_id,
+        estate=EstateLayout(
+            buildings=1,
+            elevators_per_building=0,
+            pumps_per_building=1,
+            meters_per_building=0,
+            gates=0,
+            cameras_per_building=0,
+        ),
+    )
+    pub = EstatePublisher(site, broker.url, speed=5.0)
+    pub.start()
+    try:
+        with collector(broker, f"gh/{site_id}/+/+/telemetry") as before:
+            before.wait_for(lambda m: len(m) >= 3)
+        broker.restart()
+        with collector(broker, f"gh/{site_id}/#") as after:
+            msgs = after.wait_for(
+                lambda m: (
+                    sum(t.endswith("/telemetry") for t, _, _ in m) >= 3
+                    and any(t.endswith("/status") and p == b"online" for t, p, _ in m)
+                ),
+                timeout=30,
+            )
+        during = pub.stats()
+    finally:
+        pub.stop()
+    assert any(t.endswith("/status") and p == b"online" for t, p, _ in msgs)
+    assert during["status_published"] == 2  # online at the first connection and again after
+    assert during["errors"] == 0
