@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI, Path
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from cloud.api.deps import not_found
+from cloud.telemetry_api import router as telemetry_router
 
 STATIC_DIR = FsPath(__file__).resolve().parent / "static"
 _TYPES = {
@@ -70,8 +71,6 @@ def asset(name: Annotated[str, Path(min_length=1, max_length=200)]) -> Response:
 
 def install(app: FastAPI) -> None:
     """Mount the dashboard and its data API on ``app`` (a second call changes nothing)."""
-    from cloud.telemetry_api import router as telemetry_router
-
     if getattr(app.state, "dashboard_installed", False):
         return
     app.include_router(telemetry_router)

@@ -369,12 +369,16 @@ def get_readings(
     since: Annotated[float | None, Query(ge=0, le=1e11)] = None,
     until: Annotated[float | None, Query(ge=0, le=1e11)] = None,
 ) -> Readings:
-    """The device's minute summaries from ``since`` (default: 24 hours ago) to ``until``.
+    """The device's minute summaries from ``since`` (default: 24 hours before ``until``) to
+    ``until`` (default: now, or the end of the device's latest minute if that is later, as
+    with a simulator running faster than the clock).
 
     At most 1,500 points: a longer range is averaged into wider steps (``step``).
     """
     dev = find_device(session, user, device_id, site_id)
-    end = until if until is not None else ctx.clock.now()
+    end = until if until is not None else _latest_or_now(
+        session, ctx.clock.now(),
+        (TelemetryMinute.site_id == dev.site_id, TelemetryMinute.device_id == dev.device_id))
     start = since if since is not None else end - 86400.0
     if start > end:
         raise HTTPException(422, "since is after until")
@@ -396,6 +400,12 @@ def get_readings(
     }
     return Readings(site_id=dev.site_id, device_id=dev.device_id, kind=dev.kind, since=start,
                     until=end, step=step, fields=fields, points=points)
+
+
+def _latest_or_now(session: Session, now: float, where: tuple[Any, ...]) -> float:
+    latest = session.scalar(select(func.max(TelemetryMinute.ts)).where(
+        *where, TelemetryMinute.ts <= now + 86400.0))
+    return now if latest is None else max(now, float(latest) + 60.0)
 
 
 def _downsample(
@@ -517,10 +527,14 @@ def get_energy(
     hours: Annotated[int, Query(ge=1, le=24 * 31)] = 24,
     weeks: Annotated[int, Query(ge=1, le=5)] = 4,
 ) -> Energy:
-    """Consumption per building per hour over the last ``hours``, against a baseline."""
+    """Consumption per building per hour over the last ``hours``, against a baseline.
+
+    "Now" is the clock, or the end of the latest meter minute when that is later.
+    """
     site = _site_for(session, user, site_id)
-    now = ctx.clock.now()
-    last_hour = int(now // 3600)
+    now = _latest_or_now(session, ctx.clock.now(), (
+        TelemetryMinute.site_id == site.id, TelemetryMinute.power_kw.is_not(None)))
+    last_hour = int((now - 1.0) // 3600)
     first_hour = last_hour - hours + 1
     history_from = first_hour - 168 * weeks
     stmt = (

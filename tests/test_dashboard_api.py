@@ -310,6 +310,39 @@ def test_the_shell_and_its_assets_are_served_and_nothing_outside(cloud: CloudHar
         assert cloud.client.get(bad).status_code == 404, bad
 
 
+def test_the_migration_creates_exactly_the_dashboard_tables_of_the_models(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from cloud.db import migrate
+    from cloud.models import Base
+
+    engine = create_engine(f"sqlite:///{tmp_path}/m.db")
+    migrate(engine)
+    mine = {"telemetry_minutes", "evidence_images"}
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert mine <= set(Base.metadata.tables)
+    assert [d for d in diffs if mine & set(_tables_in(d))] == []
+    engine.dispose()
+
+
+def _tables_in(diff: Any) -> list[str]:
+    out: list[str] = []
+    for part in diff if isinstance(diff, list) else [diff]:
+        for obj in part[1:] if isinstance(part, tuple) else []:
+            name = getattr(obj, "name", None)
+            table = getattr(obj, "table", None)
+            if isinstance(obj, str):
+                out.append(obj)
+            elif table is not None:
+                out.append(str(table.name))
+            elif name is not None:
+                out.append(str(name))
+    return out
+
+
 def test_install_is_idempotent(cloud: CloudHarness) -> None:
     app = cloud.client.app
     before = len(app.routes)  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ from edge.outputs.cloud_summary import (
     CloudSummaryOutput,
     SummaryRejected,
     SummaryUnavailable,
+    upload_evidence,
 )
 from tests.servers_cloud import T0, harness
 
@@ -200,3 +201,29 @@ def test_the_cloud_accepts_what_the_output_posts(tmp_path: Path) -> None:
                               params={"since": M0 - 600}).json()["points"]
         assert points[0]["mean"]["accel1_rms"] == pytest.approx(0.5)
         assert points[0]["max"]["accel1_rms"] == pytest.approx(0.6)
+
+
+def test_an_evidence_image_uploaded_by_the_edge_is_served_to_the_sites_users(
+    tmp_path: Path,
+) -> None:
+    evidence = tmp_path / "evidence"
+    (evidence / "b1-cam-1").mkdir(parents=True)
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(range(256)) + b"\xff\xd9"
+    (evidence / "b1-cam-1" / "42.jpg").write_bytes(jpeg)
+    (evidence / "b1-cam-1" / "bad.jpg").write_bytes(b"not a jpeg")
+    with harness(f"sqlite:///{tmp_path}/cloud.db") as h:
+        install(h.client.app)  # type: ignore[arg-type]
+        h.client.headers.update(h.gateway("s1"))
+        upload_evidence(h.client, evidence, "b1-cam-1/42.jpg")
+        upload_evidence(h.client, evidence, "b1-cam-1/42.jpg")
+        with pytest.raises(SummaryRejected, match="415"):
+            upload_evidence(h.client, evidence, "b1-cam-1/bad.jpg")
+        with pytest.raises(SummaryRejected, match="outside"):
+            upload_evidence(h.client, evidence, "../cloud.db")
+        with pytest.raises(SummaryRejected, match="cannot read"):
+            upload_evidence(h.client, evidence, "b1-cam-1/missing.jpg")
+        del h.client.headers["Authorization"]
+        viewer = h.user("vic", "viewer", ["s1"])
+        image = h.client.get("/api/v1/evidence/s1/b1-cam-1/42.jpg", headers=viewer)
+        assert image.status_code == 200
+        assert image.content == jpeg

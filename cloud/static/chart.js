@@ -16,18 +16,18 @@ function niceTicks(lo, hi, n = 4) {
   return out;
 }
 
-function fmt(v) {
-  const a = Math.abs(v);
-  if (a >= 1000) return `${(v / 1000).toFixed(1)}k`;
-  if (a >= 10) return v.toFixed(0);
-  if (a >= 1) return v.toFixed(1);
-  return v.toFixed(2);
+function fmt(v, step) {
+  if (Math.abs(v) >= 10000) return `${(v / 1000).toFixed(0)}k`;
+  const digits = Math.min(4, Math.max(0, -Math.floor(Math.log10(step || 1))));
+  return v.toFixed(digits);
 }
 
 function clock(ts, spanSec) {
   const d = new Date(ts * 1000);
   if (spanSec > 3 * 86400) return d.toLocaleDateString([], { month: "short", day: "numeric" });
-  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const time = spanSec < 600
+    ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   if (spanSec > 20 * 3600) return `${d.toLocaleDateString([], { weekday: "short" })} ${time}`;
   return time;
 }
@@ -54,13 +54,14 @@ export function onResize(fn) {
 // lines: [{ value, cls, label }]; bands: [{ from, to, cls }]
 // `width` is the drawing's width in CSS pixels (the container's): text stays legible at
 // every screen size because the SVG is never stretched, only redrawn.
-export function lineChart({ series, lines = [], bands = [], x0, x1, label = "", width = 640 }) {
+// `zero` keeps 0 on the y axis (quantities such as energy, where the baseline is zero).
+export function lineChart({ series, lines = [], bands = [], x0, x1, label = "", width = 640, zero = false }) {
   const W = Math.max(240, Math.round(width));
   const all = series.flatMap((x) => x.points.map((p) => p[1])).filter((v) => v !== null && Number.isFinite(v));
   for (const l of lines) all.push(l.value);
   let lo = all.length ? Math.min(...all) : 0;
   let hi = all.length ? Math.max(...all) : 1;
-  if (lo > 0 && lo < hi * 0.5) lo = 0;
+  if (lo > 0 && (zero || lo < hi * 0.5)) lo = 0;
   const padY = (hi - lo) * 0.08 || 1;
   lo -= lo === 0 ? 0 : padY; hi += padY;
   const xs = series.flatMap((x) => x.points.map((p) => p[0]));
@@ -74,9 +75,11 @@ export function lineChart({ series, lines = [], bands = [], x0, x1, label = "", 
     svg.append(s("rect", { x: X(band.from), y: PAD.t, width: Math.max(2, X(band.to) - X(band.from)),
       height: H - PAD.t - PAD.b, class: band.cls || "band" }));
   }
-  for (const v of niceTicks(lo, hi)) {
+  const ticks = niceTicks(lo, hi);
+  const step = ticks.length > 1 ? ticks[1] - ticks[0] : 1;
+  for (const v of ticks) {
     svg.append(s("line", { x1: PAD.l, x2: W - PAD.r, y1: Y(v), y2: Y(v), class: "grid" }));
-    svg.append(s("text", { x: PAD.l - 4, y: Y(v) + 4, class: "tick", "text-anchor": "end" }, fmt(v)));
+    svg.append(s("text", { x: PAD.l - 4, y: Y(v) + 4, class: "tick", "text-anchor": "end" }, fmt(v, step)));
   }
   const n = W < 420 ? 2 : 4;
   for (let i = 0; i <= n; i += 1) {

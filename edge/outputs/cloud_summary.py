@@ -30,18 +30,23 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from device_profiles.messages import Reading
 from device_profiles.schema import DeviceProfile
 from device_profiles.site import SiteConfig
 from edge.backoff import Backoff
 
+if TYPE_CHECKING:
+    import httpx
+
 log = logging.getLogger(__name__)
 
 DISABLE_ENV = "GATEHOUSE_CLOUD_SUMMARY"
 """Set to ``off`` (or ``0``/``false``) to keep this output from being built."""
 PATH = "/api/v1/telemetry"
+EVIDENCE_PATH = "/api/v1/evidence"
 
 
 class SummaryUnavailable(RuntimeError):
@@ -88,6 +93,37 @@ class HttpSummaryTransport:
 
     def close(self) -> None:
         self._client.close()
+
+
+def upload_evidence(client: httpx.Client, evidence_dir: Path | str, snapshot: str) -> None:
+    """Send the evidence JPEG an event names in ``evidence.snapshot`` to the cloud.
+
+    ``client`` carries the cloud's base URL and the site's gateway token; ``snapshot`` is
+    the path relative to ``evidence_dir`` (and becomes the image's name in the cloud, so the
+    dashboard finds it from the event). Faces must already be blurred. Safe to repeat: the
+    cloud replaces an image uploaded twice. Raises :class:`SummaryUnavailable` (retry later)
+    or :class:`SummaryRejected` (bad name or not a JPEG: retrying cannot help).
+    """
+    import httpx
+
+    root = Path(evidence_dir).resolve()
+    path = (root / snapshot).resolve()
+    if not path.is_relative_to(root):
+        raise SummaryRejected(f"snapshot {snapshot!r} is outside the evidence folder")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SummaryRejected(f"cannot read evidence {path}: {exc}") from exc
+    try:
+        reply = client.post(EVIDENCE_PATH, params={"name": snapshot}, content=data,
+                            headers={"Content-Type": "image/jpeg"})
+    except httpx.HTTPError as exc:
+        raise SummaryUnavailable(f"cloud unreachable: {exc}") from exc
+    if reply.status_code < 300:
+        return
+    if reply.status_code >= 500 or reply.status_code in (401, 403, 408, 429):
+        raise SummaryUnavailable(f"cloud answered {reply.status_code}: {reply.text[:200]}")
+    raise SummaryRejected(f"cloud refused the image ({reply.status_code}): {reply.text[:300]}")
 
 
 @dataclass

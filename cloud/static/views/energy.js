@@ -35,7 +35,8 @@ export async function render(root, ctx) {
       body.append(fig);
       fig.append(
         lineChart({
-          label: `energy ${b.building}`, x0: e.since, x1: e.since + hours * 3600, width: widthOf(fig),
+          label: `energy ${b.building}`, x0: Math.max(e.since, firstHour(b) - 1800),
+          x1: e.since + hours * 3600, width: widthOf(fig), zero: true,
           bands: [...spikes.map((x) => ({ from: x.ts, to: x.ts + 3600, cls: "band spike" })),
             ...marks.map((s) => ({ from: s.ts, to: s.ts + 120, cls: "band mark" }))],
           series: [
@@ -59,4 +60,10 @@ export async function render(root, ctx) {
     },
     dispose() { clearInterval(timer); stopResize(); },
   };
+}
+
+// A young site (the demo) has only its last hours: the chart starts at its first data.
+function firstHour(building) {
+  const first = building.hours.find((x) => x.kwh !== null);
+  return first ? first.ts : -Infinity;
 }
