@@ -366,7 +366,8 @@ class EstatePublisher:
                     heapq.heapreplace(heap, (ts + model.period, i))
                     n += 1
                     try:
-                        sample = model.step(ts)
+                        with self._lock:  # inject() may add a fault from another thread
+                            sample = model.step(ts)
                         topic, status_topic, event_topic = self._topics[i]
                         if sample.status is not None:
                             self._silent[i] = sample.status == "offline"

@@ -312,3 +312,14 @@ def test_publisher_reconnects_after_a_broker_restart(broker: Mosquitto) -> None:
     assert any(t.endswith("/status") and p == b"online" for t, p, _ in msgs)
     assert during["status_published"] == 2  # online at the first connection and again after
     assert during["errors"] == 0
+
+
+def test_rate_limit_caps_the_samples_published(broker: Mosquitto) -> None:
+    site = SiteConfig(site_id=f"sim-{uuid.uuid4().hex[:8]}", estate=EstateLayout(buildings=2))
+    pub = EstatePublisher(site, broker.url, speed=100.0, rate_limit=50.0, duration=1.5)
+    pub.start()
+    assert pub.wait(30)
+    pub.stop()
+    stats = pub.stats()
+    assert stats["samples"] > 0
+    assert stats["samples"] <= 50.0 * stats["elapsed_s"] + 10
