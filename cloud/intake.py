@@ -18,17 +18,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Insert, select, update
+from sqlalchemy import Insert, bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from cloud import changes
+from cloud.changes import public
 from cloud.clock import Clock
 from cloud.db import Database
 from cloud.lifecycle import ENGINE, reopen_as_rework
-from cloud.models import ACTIVE_STATES, Device, EventRow, WorkOrder
+from cloud.models import ACTIVE_SQL, ACTIVE_STATES, Change, Device, EventRow, WorkOrder
 from cloud.orders import announce_new, new_order
 from cloud.policies import PolicyBook, UnknownEventType
 from device_profiles.messages import Event, EventBatch, EventBatchResult, EventRejection
@@ -59,7 +60,12 @@ class _Group:
     event_type: str
     policy: WorkOrderPolicy
     raised: list[Event] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     latest: Event | None = None
+
+
+class _OrdersMoved(RuntimeError):
+    """An order the batch attaches to left the active states meanwhile: redo the batch."""
 
 
 class Intake:
@@ -86,6 +92,11 @@ class Intake:
                     raise
                 self.counters.retries += 1
                 log.info("intake retry %d after %s", attempt, code)
+            except _OrdersMoved as exc:
+                if attempt == _MAX_ATTEMPTS:
+                    raise
+                self.counters.retries += 1
+                log.info("intake retry %d: %s", attempt, exc)
         self.counters.batches += 1
         self.counters.accepted += len(result.accepted)
         self.counters.duplicates += len(result.duplicates)
@@ -163,18 +174,17 @@ class Intake:
         }
 
     def _insert_events(self, session: Session, events: list[Event], now: float) -> set[str]:
-        accepted: set[str] = set()
+        """Insert new events (executemany, ON CONFLICT DO NOTHING); return the ids stored now."""
+        if not events:
+            return set()
         rows = [_event_row(ev, now) for ev in sorted(events, key=lambda e: e.event_id)]
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start:start + _CHUNK]
-            stmt = (
-                self._insert(EventRow)
-                .values(chunk)
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(EventRow.event_id)
-            )
-            accepted.update(session.execute(stmt).scalars())
-        return accepted
+        stmt = (
+            self._insert(EventRow.__table__)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(EventRow.__table__.c.event_id)
+        )
+        result = session.connection().execute(stmt, rows)
+        return {str(r[0]) for r in result}
 
     def _apply_to_orders(
         self, session: Session, site_id: str, events: list[Event], now: float
@@ -188,23 +198,99 @@ class Intake:
             group = groups.get(key)
             if group is None:
                 group = groups[key] = _Group(ev.device_id, ev.kind, ev.type, policy)
+            group.events.append(ev)
             if ev.state == "raised":
                 group.raised.append(ev)
             if group.latest is None or (ev.ts, ev.state == "cleared") >= (
                 group.latest.ts, group.latest.state == "cleared"
             ):
                 group.latest = ev
+        if not groups:
+            return
+        active = self._active_many(session, site_id, groups)
+        attach: list[dict[str, Any]] = []
+        notes: list[dict[str, Any]] = []
         links: list[dict[str, Any]] = []
         for key in sorted(groups):
             group = groups[key]
-            order_id = self._apply_group(session, site_id, group, now)
+            order = active.get(key)
+            if order is not None and order.state != "resolved":
+                self._plan_attach(order, group, attach, notes, now)
+                order_id: int | None = order.id
+            else:
+                order_id = self._apply_group(session, site_id, group, now)
             if order_id is not None:
-                links.extend(
-                    {"event_id": ev.event_id, "work_order_id": order_id}
-                    for ev in events if (ev.device_id, ev.type) == key
+                links.extend({"eid": ev.event_id, "wo": order_id} for ev in group.events)
+        if attach:
+            table = WorkOrder.__table__
+            stmt = (
+                table.update()  # type: ignore[attr-defined]
+                .where(table.c.id == bindparam("oid"), text("work_orders." + ACTIVE_SQL))
+                .values(
+                    event_count=table.c.event_count + bindparam("n"),
+                    last_event_at=bindparam("last"), condition_cleared=bindparam("cleared"),
+                    version=table.c.version + 1,
                 )
+            )
+            done = session.connection().execute(stmt, attach).rowcount
+            if done != len(attach):
+                raise _OrdersMoved(f"{len(attach) - done} order(s) closed under the intake")
+        if notes:
+            session.execute(insert(Change), notes)
         if links:
-            session.execute(update(EventRow), links)
+            events_table = EventRow.__table__
+            session.connection().execute(
+                events_table.update()  # type: ignore[attr-defined]
+                .where(events_table.c.event_id == bindparam("eid"))
+                .values(work_order_id=bindparam("wo")),
+                links,
+            )
+
+    def _active_many(
+        self, session: Session, site_id: str, groups: dict[tuple[str, str], _Group]
+    ) -> dict[tuple[str, str], WorkOrder]:
+        devices = sorted({d for d, _ in groups})
+        types = sorted({t for _, t in groups})
+        found: dict[tuple[str, str], WorkOrder] = {}
+        for start in range(0, len(devices), _CHUNK):
+            rows = session.scalars(
+                select(WorkOrder).where(
+                    WorkOrder.site_id == site_id, WorkOrder.state.in_(ACTIVE_STATES),
+                    WorkOrder.device_id.in_(devices[start:start + _CHUNK]),
+                    WorkOrder.event_type.in_(types),
+                ).execution_options(populate_existing=True)
+            )
+            for order in rows:
+                key = (str(order.device_id), str(order.event_type))
+                if key in groups:
+                    found[key] = order
+        return found
+
+    @staticmethod
+    def _plan_attach(
+        order: WorkOrder, group: _Group, attach: list[dict[str, Any]],
+        notes: list[dict[str, Any]], now: float,
+    ) -> None:
+        """Queue the set-based update and the change-log row of one attach (the common case).
+
+        The change's payload is the order as this transaction will leave it; under concurrent
+        intakes the count it shows may lag by the other batch, the stored count never does.
+        """
+        n = len(group.raised)
+        cleared = group.latest is not None and group.latest.state == "cleared"
+        if not n and (not cleared or order.condition_cleared):
+            return
+        last = max((ev.ts for ev in group.raised), default=order.last_event_at)
+        attach.append({"oid": order.id, "n": n, "last": last, "cleared": cleared})
+        payload = public(order).model_copy(update={
+            "event_count": order.event_count + n, "last_event_at": last,
+            "condition_cleared": cleared,
+        })
+        notes.append({
+            "ts": now, "site_id": order.site_id, "work_order_id": order.id,
+            "topic": "work_order.event" if n else "work_order.cleared",
+            "payload": payload.model_dump(mode="json"),
+        })
 
     def _apply_group(
         self, session: Session, site_id: str, group: _Group, now: float
@@ -296,7 +382,7 @@ class Intake:
         announce_new(session, order, now, ENGINE, f"raised by event {group.raised[0].event_id}")
         return order
 
-    def _insert(self, table: type[Any]) -> Any:
+    def _insert(self, table: Any) -> Any:
         dialect = self._db.dialect
         if dialect == "postgresql":
             stmt: Insert = postgresql.insert(table)

@@ -27,7 +27,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ACTIVE_STATES: tuple[str, ...] = ("open", "assigned", "in_progress", "on_hold", "resolved")
 """States in which an order still counts as the device's open order for its fault."""
-_ACTIVE_SQL = "state IN ('open', 'assigned', 'in_progress', 'on_hold', 'resolved')"
+ACTIVE_SQL = "state IN ('open', 'assigned', 'in_progress', 'on_hold', 'resolved')"
+"""The same states as SQL (also the partial unique index's predicate)."""
 
 
 class Base(DeclarativeBase):
@@ -91,8 +92,8 @@ class WorkOrder(Base):
             "uq_work_orders_one_active",
             "site_id", "device_id", "event_type",
             unique=True,
-            sqlite_where=text(_ACTIVE_SQL),
-            postgresql_where=text(_ACTIVE_SQL),
+            sqlite_where=text(ACTIVE_SQL),
+            postgresql_where=text(ACTIVE_SQL),
         ),
         UniqueConstraint("site_id", "device_id", "plan_name", "due_at", name="uq_work_orders_plan"),
         Index("ix_work_orders_site_state", "site_id", "state"),

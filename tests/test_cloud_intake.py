@@ -69,6 +69,19 @@ def test_repeat_events_attach_to_the_open_order_and_count(cloud: CloudHarness) -
     assert orders[0]["last_event_at"] == T0 + 120
 
 
+def test_one_batch_attaches_to_many_open_orders(cloud: CloudHarness) -> None:
+    types = ["elevator.door_fault", "elevator.leveling_error", "elevator.abnormal_vibration"]
+    cloud.send("s1", [event(type_=t) for t in types])
+    later = [event(type_=t, episode=T0 + k) for t in types for k in (10, 20)]
+    later.append(event(type_=types[0], episode=T0, state="cleared", ts=T0 + 30))
+    assert len(cloud.send("s1", later).json()["accepted"]) == 7
+    admin = cloud.user("ada", "admin", ["s1"])
+    orders = {o["event_type"]: o for o in
+              cloud.client.get("/api/v1/work-orders", headers=admin).json()}
+    assert {t: o["event_count"] for t, o in orders.items()} == dict.fromkeys(types, 3)
+    assert [orders[t]["condition_cleared"] for t in types] == [True, False, False]
+
+
 def test_a_cleared_event_marks_the_order_without_closing_it(cloud: CloudHarness) -> None:
     cloud.send("s1", [event(episode=T0)])
     cloud.send("s1", [event(episode=T0, state="cleared", ts=T0 + 300)])
