@@ -200,3 +200,22 @@ def test_health_and_openapi(cloud: CloudHarness) -> None:
     spec = cloud.client.get("/openapi.json").json()
     assert "/api/v1/events" in spec["paths"]
     assert cloud.client.get("/docs").status_code == 200
+
+
+def test_the_stream_sends_every_order_change_of_the_callers_sites(cloud: CloudHarness) -> None:
+    cloud.send("s1", [event()])
+    cloud.send("s2", [event(site_id="s2")])
+    cloud.send("s1", [event(episode=T0 + 5)])
+    user = cloud.user("sam", "viewer", ["s1"])
+    token = user["Authorization"].split()[1]
+    with cloud.client.stream("GET", "/api/v1/stream", params={
+        "after": 0, "max_seconds": 0.5, "access_token": token}) as reply:
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in reply.iter_lines() if line]
+    events = [line.split(": ", 1)[1] for line in lines if line.startswith("event:")]
+    assert events == ["work_order.created", "work_order.event"]
+    ids = [int(line.split(": ", 1)[1]) for line in lines if line.startswith("id:")]
+    with cloud.client.stream("GET", "/api/v1/stream", headers={
+        **user, "Last-Event-ID": str(ids[0])}, params={"max_seconds": 0.3}) as reply:
+        again = [line for line in reply.iter_lines() if line.startswith("event:")]
+    assert again == ["event: work_order.event"]
