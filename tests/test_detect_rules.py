@@ -242,10 +242,15 @@ def daily(ts: float) -> float:
 
 def test_meter_energy_spike_against_hour_of_week_baseline() -> None:
     m = monitor("smart_meter", "meter_baseline")
-    assert feed(m, "smart_meter", meter_rows(3, daily)) == []
-    start = T0 + 3 * 86400 + 10 * 3600
-    spike = meter_rows(0.05, lambda ts: daily(ts) * 3 + 2, start=start)
+    assert feed(m, "smart_meter", meter_rows(2 + 10 / 24, daily)) == []
+    spike = meter_rows(0.05, lambda ts: daily(ts) * 3 + 2, start=T0 + 2 * 86400 + 10 * 3600)
     assert states(feed(m, "smart_meter", spike)) == ["raised"]
+
+
+def test_meter_baseline_keeps_weekends_apart() -> None:
+    m = monitor("smart_meter", "meter_baseline")
+    weekend_bump = meter_rows(4.9, lambda ts: daily(ts) * (3.0 if ts >= T0 + 3 * 86400 else 1))
+    assert feed(m, "smart_meter", weekend_bump) == []
 
 
 def test_meter_night_base_load_only_for_common_areas() -> None:

@@ -39,6 +39,11 @@ def local_day(ts: float, utc_offset_h: float = 0.0) -> int:
     return math.floor((ts / 3600.0 + utc_offset_h) / 24.0)
 
 
+def is_weekend_day(day: int) -> bool:
+    """Whether local day number ``day`` (days since the epoch) is a Saturday or Sunday."""
+    return (day + 3) % 7 >= 5
+
+
 class _SlotMean:
     """Running mean of one baseline slot (plain mean, then exponential after ``cap``)."""
 
@@ -84,8 +89,9 @@ class MeterBaseline(MonitorBase):
     Power is smoothed with an exponential mean of time constant ``smooth_s``. The baseline
     of each of the 168 hour-of-week slots is the mean of the normal samples seen in it, and
     is used once the slot has history from ``min_samples_per_slot`` earlier weeks; until
-    then the hour-of-day slot is used once it has history from an earlier day (no detection
-    during the first day). Samples above the spike level, and all samples of an open
+    then the hour-of-day slot of the same day type (weekday or weekend) is used once it has
+    history from an earlier day (no detection on the first weekday nor the first weekend
+    day). Samples above the spike level, and all samples of an open
     episode, are kept out of the baseline. A spike also needs ``min_excess_kw`` above the
     baseline and lasts ``min_duration_s`` (default 10 min) before it is raised.
     """
@@ -107,15 +113,19 @@ class MeterBaseline(MonitorBase):
         )
         p.done()
         self._week = [_Slot() for _ in range(_WEEK_H)]
-        self._day = [_Slot() for _ in range(24)]
+        self._day = [_Slot() for _ in range(48)]
         self._smoothed: float | None = None
         self._last_ts: float | None = None
+
+    @staticmethod
+    def _day_slot(slot: int, day: int) -> int:
+        return slot % 24 + (24 if is_weekend_day(day) else 0)
 
     def _baseline(self, slot: int, day: int) -> float | None:
         week = self._week[slot]
         if week.seen_before(day // 7) >= self._min_weeks:
             return week.mean.value
-        hour = self._day[slot % 24]
+        hour = self._day[self._day_slot(slot, day)]
         if hour.seen_before(day) >= 1:
             return hour.mean.value
         return None
@@ -148,7 +158,7 @@ class MeterBaseline(MonitorBase):
             out = self._rule.update(ts, spike, evidence)
         if not high and not self._rule.episode.active:
             self._week[slot].add(power, day // 7, self._cap)
-            self._day[slot % 24].add(power, day, self._cap)
+            self._day[self._day_slot(slot, day)].add(power, day, self._cap)
         return out
 
 
@@ -227,7 +237,8 @@ class MeterPlan(MonitorBase):
 
     The plan is the device's ``daily_plan_kwh`` param (site file) or this detector's
     ``plan_kwh_per_day``; without either, the mean of the previous ``min_days`` or more
-    complete normal days. A day's consumption is the rise of the ``energy_kwh`` register over
+    complete normal days of the same type (weekdays and weekend days are learned apart).
+    A day's consumption is the rise of the ``energy_kwh`` register over
     the local day; days covered less than ``min_coverage`` (a register reset, the first
     partial day) are skipped. Decided at the first reading of the next day.
     """
@@ -248,9 +259,10 @@ class MeterPlan(MonitorBase):
         self._plan = plan
         self._episode = Episode(event_type(profile, spec, "plan_deviation"))
         self._day: int | None = None
+        self._closing = 0
         self._first: tuple[float, float] | None = None
         self._last: tuple[float, float] | None = None
-        self._learned = _SlotMean()
+        self._learned = {False: _SlotMean(), True: _SlotMean()}
 
     def observe(self, reading: Reading) -> list[Finding]:
         energy = reading.values.get("energy_kwh")
@@ -260,6 +272,7 @@ class MeterPlan(MonitorBase):
         day = local_day(ts, self._offset)
         out: list[Finding] = []
         if self._day is not None and day != self._day:
+            self._closing = self._day
             out = self._close_day(ts)
         if day != self._day:
             self._day = day
@@ -278,10 +291,11 @@ class MeterPlan(MonitorBase):
         used = used / covered if covered > 0 else used
         plan = self._plan
         if plan is None:
-            if self._learned.n < self._min_days:
-                self._learned.add(used, 14)
+            learned = self._learned[is_weekend_day(self._closing)]
+            if learned.n < self._min_days:
+                learned.add(used, 14)
                 return []
-            plan = self._learned.value
+            plan = learned.value
         if plan <= 0:
             return []
         deviation = (used - plan) / plan
@@ -290,7 +304,7 @@ class MeterPlan(MonitorBase):
         if abs(deviation) > self._tolerance:
             return self._episode.raise_(ts, evidence)
         if self._plan is None:
-            self._learned.add(used, 14)
+            self._learned[is_weekend_day(self._closing)].add(used, 14)
         return self._episode.clear(ts, evidence)
 
 

@@ -16,7 +16,9 @@ start or stop transient of a few samples cannot tilt it.
 
 The finding carries a :class:`Forecast`: hours until the line reaches the limit, from the
 line of the last ``forecast_window`` seconds (default: the whole window), so a window that
-still holds the flat days before the wear began does not flatten the forecast. It clears
+still holds the flat days before the wear began does not flatten the forecast; that recent
+line must rise too (slope >= ``min_slope_per_hour``, t >= ``min_t`` / 2), so a step (a
+fault that came and went) is not taken for wear. It clears
 when the slope falls below half of ``min_slope_per_hour`` (or loses significance) for
 ``clear_after_s``.
 """
@@ -171,8 +173,10 @@ class Trend(MonitorBase):
                 trending = True
             if slope < self._min_slope or tstat < self._min_t or slope <= 0:
                 continue
-            recent = self._recent_lines[name].fit()
-            if recent is not None and recent[0] > 0:
+            if self._recent_lines is not self._lines:
+                recent = self._recent_lines[name].fit()
+                if recent is None or recent[0] < self._min_slope or recent[2] < self._min_t / 2:
+                    continue
                 slope, now_value = recent[0], recent[1]
             hours = max((limit - now_value) / slope, 0.0)
             if hours > self._horizon:

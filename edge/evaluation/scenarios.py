@@ -23,6 +23,7 @@ import argparse
 import json
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,16 +104,20 @@ def _simulate(run: Run, seed: int) -> None:
     run.raised = [f for f in found if f.state == "raised"]
 
 
-def scenarios(devices: int, days: float) -> list[Run]:
-    """The scenario runs: faulted devices per fault type, and fault-free devices."""
+def scenarios(devices: int, days: float, types: Sequence[str] | None = None) -> list[Run]:
+    """The scenario runs: faulted devices per fault type, and fault-free devices
+    (``types`` limits both to those fault types and their kinds)."""
     from simulators.models import FAULT_TYPES, FaultSpec, default_duration
     from simulators.models.registry import MODELS
 
     runs: list[Run] = []
-    for kind, types in FAULT_TYPES.items():
+    for kind, kind_types in FAULT_TYPES.items():
+        chosen = [t for t in kind_types if types is None or t in types]
+        if not chosen:
+            continue
         lead = LEAD_S.get(kind, 3600.0)
         tail = TAIL_S.get(kind, 3600.0)
-        for ftype in types:
+        for ftype in chosen:
             params: dict[str, Any] = {}
             if ftype in RAMP_OVERRIDE:
                 params["ramp"] = RAMP_OVERRIDE[ftype]
@@ -140,9 +145,11 @@ def _in_fault(run: Run, f: Finding, same_type: bool) -> Any | None:
     return None
 
 
-def evaluate(devices: int, days: float, seed: int) -> dict[str, Any]:
-    """Run every scenario and score it."""
-    runs = scenarios(devices, days)
+def evaluate(
+    devices: int, days: float, seed: int, types: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Run every scenario (or those of ``types``) and score it."""
+    runs = scenarios(devices, days, types)
     stats: dict[str, TypeStats] = defaultdict(TypeStats)
     device_days: dict[str, float] = defaultdict(float)
     false_list: list[dict[str, Any]] = []
