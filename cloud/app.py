@@ -11,7 +11,16 @@ from typing import Any
 from fastapi import FastAPI
 
 from cloud import dashboard
-from cloud.api import auth, devices, events, reporting, sites, stream, work_orders
+from cloud.api import (
+    auth,
+    devices,
+    events,
+    people,
+    reporting,
+    sites,
+    stream,
+    work_orders,
+)
 from cloud.clock import Clock, SystemClock
 from cloud.context import AppContext
 from cloud.db import Database
@@ -65,7 +74,7 @@ def create_app(
     )
     app.state.ctx = ctx
     app.state.engine = engine
-    for module in (events, auth, work_orders, devices, sites, stream, reporting):
+    for module in (events, auth, work_orders, devices, sites, stream, reporting, people):
         app.include_router(module.router)
     dashboard.install(app)
 

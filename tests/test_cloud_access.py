@@ -54,6 +54,12 @@ REFUSED_OBJECTS: dict[str, Call] = {
     "import": _post("/api/v1/devices/import?site_id={site}",
                     content=b"device_id,kind\nb2-new,elevator\n"),
     "webhook": _post("/api/v1/webhooks", {"url": "https://example.test/h", "site_id": "{site}"}),
+    "gateway token": _post("/api/v1/sites/{site}/gateway-tokens"),
+    "list gateway tokens": _get("/api/v1/sites/{site}/gateway-tokens"),
+    "revoke gateway token": lambda c, h, ids: c.client.delete(
+        f"/api/v1/sites/{ids['site']}/gateway-tokens/1", headers=h),
+    "create user": _post("/api/v1/users", {"username": "intruder", "password": "password-123",
+                                           "role": "admin", "sites": ["{site}"]}),
     "delete webhook": lambda c, h, ids: c.client.delete(f"/api/v1/webhooks/{ids['hook']}",
                                                         headers=h),
 }
@@ -67,6 +73,7 @@ LISTS: dict[str, Call] = {
     "stream": _get("/api/v1/stream?after=0&max_seconds=0.3"),
     "kpis all": _get("/api/v1/kpis"),
     "compliance all": _get("/api/v1/maintenance/compliance"),
+    "users": _get("/api/v1/users"),
 }
 
 
@@ -104,7 +111,8 @@ def test_lists_never_show_a_foreign_object(world: Any, role: str, endpoint: str)
     if reply.status_code in (403, 404, 422):
         return
     assert reply.status_code == 200, reply.text
-    leak = re.search(r'"site_id":\s*"s2"|^s2,|b2-only|"id":\s*"s2"', reply.text, re.M)
+    leak = re.search(r'"site_id":\s*"s2"|^s2,|b2-only|"id":\s*"s2"|"sites":\s*\[[^\]]*"s2"'
+                     r'|"username":\s*"root"', reply.text, re.M)
     assert leak is None, (role, endpoint, reply.text[:300])
 
 
