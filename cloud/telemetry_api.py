@@ -453,7 +453,7 @@ def energy_by_building(
     (kW x 1 h), so a few missing minutes do not read as a drop. The baseline of hour ``h``
     is the mean of the same hour of the ``weeks`` previous weeks that have data; failing
     that, of the same hour of the previous seven days; failing that, the mean of every
-    earlier hour the building has (a young site); else none.
+    earlier hour in ``rows`` (a young site); else none.
     """
     kwh: dict[str, dict[int, float]] = defaultdict(dict)
     minutes: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
@@ -529,25 +529,31 @@ def get_energy(
 ) -> Energy:
     """Consumption per building per hour over the last ``hours``, against a baseline.
 
-    "Now" is the clock, or the end of the latest meter minute when that is later.
+    "Now" is the clock, or the end of the latest meter minute when that is later. Only the
+    hours a baseline can use are read: the window and the week before it, and the window's
+    hours in each earlier week (so the cost does not grow with the retention).
     """
     site = _site_for(session, user, site_id)
     now = _latest_or_now(session, ctx.clock.now(), (
         TelemetryMinute.site_id == site.id, TelemetryMinute.power_kw.is_not(None)))
     last_hour = int((now - 1.0) // 3600)
     first_hour = last_hour - hours + 1
-    history_from = first_hour - 168 * weeks
-    stmt = (
-        select(TelemetryMinute.building, TelemetryMinute.device_id, TelemetryMinute.hour,
-               func.avg(TelemetryMinute.power_kw), func.count(TelemetryMinute.power_kw))
-        .where(TelemetryMinute.site_id == site.id, TelemetryMinute.ts >= history_from * 3600.0,
-               TelemetryMinute.hour <= last_hour, TelemetryMinute.power_kw.is_not(None))
-        .group_by(TelemetryMinute.building, TelemetryMinute.device_id, TelemetryMinute.hour)
-    )
-    rows = [
-        HourlyPower(building=b or "?", device_id=d, hour=int(h), mean_kw=float(p), minutes=int(n))
-        for b, d, h, p, n in session.execute(stmt)
-    ]
+    windows = [(first_hour - 168, last_hour)] + [
+        (first_hour - 168 * k, last_hour - 168 * k) for k in range(2, weeks + 1)]
+    rows: list[HourlyPower] = []
+    for lo, hi in windows:
+        stmt = (
+            select(TelemetryMinute.building, TelemetryMinute.device_id, TelemetryMinute.hour,
+                   func.avg(TelemetryMinute.power_kw), func.count(TelemetryMinute.power_kw))
+            .where(TelemetryMinute.site_id == site.id, TelemetryMinute.power_kw.is_not(None),
+                   TelemetryMinute.hour >= lo, TelemetryMinute.hour <= hi)
+            .group_by(TelemetryMinute.building, TelemetryMinute.device_id, TelemetryMinute.hour)
+        )
+        rows.extend(
+            HourlyPower(building=b or "?", device_id=d, hour=int(h), mean_kw=float(p),
+                        minutes=int(n))
+            for b, d, h, p, n in session.execute(stmt)
+        )
     spikes = session.execute(
         select(EventRow.ts, EventRow.device_id, Device.building, EventRow.work_order_id)
         .join(Device, (Device.site_id == EventRow.site_id)

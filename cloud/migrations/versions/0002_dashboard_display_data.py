@@ -38,6 +38,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("telemetry_minutes", schema=None) as batch_op:
         batch_op.create_index("ix_telemetry_minutes_site_ts", ["site_id", "ts"], unique=False)
+        batch_op.create_index(
+            "ix_telemetry_minutes_power",
+            ["site_id", "hour", "building", "device_id", "power_kw"], unique=False,
+            sqlite_where=sa.text("power_kw IS NOT NULL"),
+            postgresql_where=sa.text("power_kw IS NOT NULL"),
+        )
 
     op.create_table(
         "evidence_images",
@@ -56,5 +62,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("evidence_images")
     with op.batch_alter_table("telemetry_minutes", schema=None) as batch_op:
+        batch_op.drop_index("ix_telemetry_minutes_power")
         batch_op.drop_index("ix_telemetry_minutes_site_ts")
     op.drop_table("telemetry_minutes")
