@@ -78,8 +78,8 @@ def test_detect_univariate_and_kind_with_aliases(
     rng = random.Random(2)
     rows = [[datetime.fromtimestamp(1_600_000_000 + i, UTC).strftime("%Y-%m-%d %H:%M:%S"),
              rng.gauss(0.03, 0.002), rng.gauss(0.03, 0.002), rng.gauss(1.0, 0.02),
-             rng.gauss(3.0, 0.02), rng.gauss(230, 1), rng.gauss(30, 0.3) - (6 if i > 500 else 0)]
-            for i in range(600)]
+             rng.gauss(3.0, 0.02), rng.gauss(230, 1), rng.gauss(30, 0.3) - (6 if i > 3900 else 0)]
+            for i in range(4000)]
     header = ["datetime", "Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure",
               "Voltage", "Volume Flow RateRMS"]
     path = tmp_path / "pump.csv"
@@ -87,12 +87,12 @@ def test_detect_univariate_and_kind_with_aliases(
     assert main(["detect", str(path), "--sep", ";", "--kind", "water_pump",
                  "--detector", "pump_model"]) == 0
     body = list(csv.reader(io.StringIO(capsys.readouterr().out)))[1:]
-    assert len(body) == 600
-    assert sum(int(r[2]) for r in body[:500]) == 0
-    assert sum(int(r[2]) for r in body[510:]) > 80
+    assert len(body) == 4000
+    assert sum(int(r[2]) for r in body[:3900]) == 0
+    assert sum(int(r[2]) for r in body[3910:]) > 80
     assert main(["detect", str(path), "--sep", ";", "--columns", "Current"]) == 0
     body = list(csv.reader(io.StringIO(capsys.readouterr().out)))[1:]
-    assert len(body) == 600
+    assert len(body) == 4000
 
 
 def test_detect_bad_input_is_a_clear_error(

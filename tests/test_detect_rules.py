@@ -163,7 +163,7 @@ def test_pump_leak_silent_when_idle_pressure_holds() -> None:
 
 def test_pump_model_learns_normal_then_flags_a_shift() -> None:
     rng = random.Random(9)
-    m = monitor("water_pump", "pump_model")
+    m = monitor("water_pump", "pump_model", {"warmup": 400})
     rows = [(T0 + i, {**pump_row(rng), "voltage_v": 230 + rng.gauss(0, 1)}) for i in range(800)]
     assert feed(m, "water_pump", rows) == []
     shifted = [(T0 + 800 + i, {**pump_row(rng, flow=24.0), "voltage_v": 230 + rng.gauss(0, 1)})
