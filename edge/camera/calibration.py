@@ -174,6 +174,33 @@ class Calibration:
         d = np.abs(self.floor_coord(yy - eps) - self.floor_coord(yy + eps)) / (2 * eps)
         return np.asarray(1.0 / (d * self.floor_height_m), dtype=np.float64)
 
+    def facade_span(
+        self, y: float | npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Left and right x of the facade at row(s) ``y`` (the polygon's extreme crossings,
+        nearest edge beyond its top or bottom). Without a facade: NaN (callers fall back to
+        image columns)."""
+        yy = np.atleast_1d(np.asarray(y, dtype=np.float64))
+        if self.facade is None:
+            nan = np.full(yy.shape, np.nan)
+            return nan, nan
+        pts = np.asarray(self.facade, dtype=np.float64)
+        lo_y, hi_y = pts[:, 1].min(), pts[:, 1].max()
+        yc = np.clip(yy, lo_y + 1e-6, hi_y - 1e-6)
+        left = np.full(yy.shape, np.inf)
+        right = np.full(yy.shape, -np.inf)
+        for (x0, y0), (x1, y1) in zip(pts, np.roll(pts, -1, axis=0), strict=True):
+            if y0 == y1:
+                continue
+            f = (yc - y0) / (y1 - y0)
+            inside = (f >= 0) & (f <= 1)
+            xc = x0 + f * (x1 - x0)
+            left = np.where(inside, np.minimum(left, xc), left)
+            right = np.where(inside, np.maximum(right, xc), right)
+        bad = ~np.isfinite(left) | ~np.isfinite(right) | (right - left < 1.0)
+        left[bad], right[bad] = np.nan, np.nan
+        return left, right
+
     def window_column(self, x: float) -> int | None:
         """Index (0 = leftmost) of the window column holding ``x``, if columns are set."""
         if not self.window_columns:

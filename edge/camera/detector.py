@@ -123,6 +123,18 @@ class ThrowDetector:
         """End of stream: judge every live track."""
         return [a for t in self.tracker.flush() if (a := self._judge(t, frame_index, True))]
 
+    def _same_object(self, prev: Alarm, tr: Track, release_frame: int, x: float) -> bool:
+        """The track is the same object as an earlier alarm: the same release, or a
+        continuation of its track (starts below where it was last seen, shortly after)."""
+        if (abs(prev.release_frame - release_frame) <= self.p.dedupe_frames
+                and abs(prev.x - x) <= self.p.dedupe_px):
+            return True
+        last_f, last_x, last_y = prev.trajectory[-1]
+        first_f = tr.frames[0]
+        return (0 < first_f - last_f <= 3 * self.fps
+                and abs(tr.xs[0] - last_x) <= self.p.dedupe_px
+                and tr.ys[0] >= last_y - 3.0)
+
     def _judge(self, tr: Track, frame_index: int, final: bool) -> Alarm | None:
         if tr.alarmed:
             return None
@@ -131,7 +143,8 @@ class ThrowDetector:
                 self.rejections["short"] = self.rejections.get("short", 0) + 1
             return None
         t = np.asarray(tr.frames, np.float64) / self.fps
-        fit = check_fall(t, np.asarray(tr.xs), np.asarray(tr.ys), self.cal, self.p.fall)
+        fit = check_fall(t, np.asarray(tr.xs), np.asarray(tr.ys), self.cal, self.p.fall,
+                         self.fps)
         if not fit.is_fall:
             if final:
                 self.rejections[fit.reason] = self.rejections.get(fit.reason, 0) + 1
@@ -139,8 +152,7 @@ class ThrowDetector:
         tr.alarmed = True
         release_frame = round(fit.release_t * self.fps)
         for prev in self._recent:
-            if (abs(prev.release_frame - release_frame) <= self.p.dedupe_frames
-                    and abs(prev.x - fit.release_x) <= self.p.dedupe_px):
+            if self._same_object(prev, tr, release_frame, fit.release_x):
                 self.rejections["duplicate"] = self.rejections.get("duplicate", 0) + 1
                 return None
         alarm = Alarm(

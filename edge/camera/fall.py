@@ -38,14 +38,20 @@ FloatArray = npt.NDArray[np.float64]
 class FallParams:
     """Thresholds of the fall test (defaults tuned on simulated and independent clips)."""
 
-    min_points: int = 8
+    min_points: int = 10
     min_duration_s: float = 0.3
     min_descent_floors: float = 1.0
     max_rms_px: float = 2.5
     min_speed_gain_mps: float = 2.0
-    max_sideways_mps: float = 5.0
+    max_sideways_mps: float = 12.0
+    """Measured with the vertical scale, which looking up overstates sideways speed 2-3x."""
     max_sideways_rms_px: float = 3.0
     max_backtrace_s: float = 2.5
+    accel_window_s: float = 1.2
+    min_accel_g: float = 0.35
+    min_accel_sigma: float = 4.0
+    max_mean_gap: float = 1.5
+    """Mean frames between sightings: chained rain drops leave gaps, a tracked object few."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +92,7 @@ def fall_speed(tau: FloatArray, g: float, vt: float) -> FloatArray:
 
 def check_fall(
     t: FloatArray, x: FloatArray, y: FloatArray, cal: Calibration,
-    params: FallParams | None = None,
+    params: FallParams | None = None, fps: float = 25.0,
 ) -> FallFit:
     """Decide whether the track (times in s, full-resolution pixel positions) is a fall."""
     p = params or FallParams()
@@ -100,7 +106,16 @@ def check_fall(
         return FallFit(False, "descent")
     h = coord * cal.floor_height_m
     ppm = cal.pixels_per_metre(y)
-    w = ppm * ppm
+    gaps = (t[-1] - t[0]) * fps / max(1, n - 1)
+    if gaps > p.max_mean_gap:
+        return FallFit(False, "sparse")
+    acc, acc_se = _early_acceleration(t, h, ppm, p.accel_window_s)
+    if -acc < p.min_accel_g * G or -acc < p.min_accel_sigma * acc_se:
+        return FallFit(False, "no_acceleration")
+    # blur and segmentation move the centroid of a fast object: allow 10 % of its step
+    step = np.abs(np.gradient(y, t)) / fps
+    tol = 1.0 + 0.1 * step
+    w = (ppm / tol) ** 2
     dt_grid = np.arange(0.0, p.max_backtrace_s + 1e-9, 0.02)
     t_r = t[0] - dt_grid
     tau = t[None, :] - t_r[:, None]
@@ -111,7 +126,7 @@ def check_fall(
             drop = fall_drop(tau, g, float(vt))
             s = h[None, :] + drop
             h_r = (s * w).sum(axis=1) / w.sum()
-            res_px = (s - h_r[:, None]) * ppm[None, :]
+            res_px = (s - h_r[:, None]) * ppm[None, :] / tol[None, :]
             rms = np.sqrt((res_px * res_px).mean(axis=1))
             k = int(np.argmin(rms))
             if rms[k] < best[0]:
@@ -120,14 +135,30 @@ def check_fall(
     v0 = float(fall_speed(np.array([t[0] - rel_t]), g, vt)[0])
     v1 = float(fall_speed(np.array([t[-1] - rel_t]), g, vt)[0])
     gain = v1 - v0
+    # sideways: in facade coordinates (0 at the left edge, 1 at the right edge at each row)
+    # when the facade is known, so the keystone of an upward view does not bend the path
+    left, right = cal.facade_span(y)
+    span = right - left
+    use_facade = bool(np.all(np.isfinite(span)))
+    u = (x - left) / span if use_facade else x
     a_x = np.vstack([t - t[0], np.ones(n)]).T
-    coef, *_ = np.linalg.lstsq(a_x, x, rcond=None)
-    vx = float(coef[0]) / float(ppm.mean())
-    x_res_px = x - a_x @ coef
-    x_rms = float(np.sqrt((x_res_px * x_res_px).mean()))
+    coef, *_ = np.linalg.lstsq(a_x, u, rcond=None)
+    u_res = u - a_x @ coef
+    x_res_px = u_res * span if use_facade else u_res
+    slope_px = float(coef[0]) * (float(span.mean()) if use_facade else 1.0)
+    vx = slope_px / float(ppm.mean())
+    x_norm = x_res_px / tol
+    x_rms = float(np.sqrt((x_norm * x_norm).mean()))
     rel_coord = rel_h / cal.floor_height_m
     rel_y = cal.row_of_coord(rel_coord)
-    rel_x = float(coef[1] + coef[0] * (rel_t - t[0]))
+    u_rel = float(coef[1] + coef[0] * (rel_t - t[0]))
+    if use_facade:
+        l_r, r_r = cal.facade_span(rel_y)
+        rel_x = float(l_r[0] + u_rel * (r_r[0] - l_r[0]))
+        if not np.isfinite(rel_x):
+            rel_x = float(x[0])
+    else:
+        rel_x = u_rel
     fit = FallFit(
         False, "", rel_t, rel_y, rel_x, cal.floor_of_coord(rel_coord), g / G, vt, rms, gain, vx
     )
@@ -140,6 +171,27 @@ def check_fall(
     if x_rms > p.max_sideways_rms_px:
         return _with(fit, False, "erratic")
     return _with(fit, True, "fall")
+
+
+def _early_acceleration(
+    t: FloatArray, h: FloatArray, ppm: FloatArray, window_s: float
+) -> tuple[float, float]:
+    """Free quadratic fit of height over the first ``window_s`` of the track (at least six
+    sightings): the acceleration (m/s², negative = down) and its standard error. Pixel-
+    weighted, so the error reflects the real measurement noise at each row."""
+    k = max(6, int(np.searchsorted(t, t[0] + window_s, side="right")))
+    tt, hh, w = t[:k] - t[0], h[:k], ppm[:k]
+    a = np.vstack([np.ones_like(tt), tt, 0.5 * tt * tt]).T * w[:, None]
+    b = hh * w
+    coef, *_ = np.linalg.lstsq(a, b, rcond=None)
+    res = b - a @ coef
+    dof = max(1, len(tt) - 3)
+    sigma2 = max(float(res @ res) / dof, 0.25)
+    try:
+        cov = np.linalg.inv(a.T @ a) * sigma2
+    except np.linalg.LinAlgError:
+        return 0.0, float("inf")
+    return float(coef[2]), float(np.sqrt(max(cov[2, 2], 0.0)))
 
 
 def _with(fit: FallFit, ok: bool, reason: str) -> FallFit:

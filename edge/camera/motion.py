@@ -47,14 +47,24 @@ _EMPTY = np.zeros((0, 2), np.float64)
 
 
 class MotionDetector:
-    """Per-pixel adaptive background subtraction on the processing image."""
+    """Per-pixel adaptive background subtraction on the processing image.
 
-    def __init__(self, valid: U8, params: MotionParams | None = None) -> None:
+    Kept cheap: the per-frame work is on 8-bit images (one scaled conversion of the
+    background that also removes the global gain, an absolute difference, a comparison with
+    the threshold map, connected components); the float background is updated every
+    ``update_every`` frames and the deviation/threshold map every ``4 * update_every``.
+    """
+
+    def __init__(self, valid: U8, params: MotionParams | None = None,
+                 update_every: int = 2) -> None:
         self._p = params or MotionParams()
         self._valid = valid
-        self._invalid_share = float(np.count_nonzero(valid)) or 1.0
+        self._valid_count = float(np.count_nonzero(valid)) or 1.0
+        self._every = max(1, update_every)
         self._bg: F32 | None = None
         self._dev: F32 | None = None
+        self._thr: U8 | None = None
+        self._bg_mean = 0.0
         self._frames = 0
         self.disturbed_frames = 0
 
@@ -67,37 +77,52 @@ class MotionDetector:
         """Forget the background (a new stream, a reconnect)."""
         self._bg = None
         self._dev = None
+        self._thr = None
         self._frames = 0
+
+    def _threshold_map(self) -> U8:
+        p, dev = self._p, self._dev
+        assert dev is not None
+        thr = cv2.addWeighted(dev, p.k_dev, dev, 0.0, p.min_threshold)
+        return np.asarray(np.clip(thr, 0, p.max_threshold), np.uint8)
 
     def process(self, gray: U8) -> Blobs:
         """Blobs of ``gray`` (same size as the valid mask); updates the background."""
         p = self._p
-        frame = gray.astype(np.float32)
-        if self._bg is None or self._dev is None:
-            self._bg = frame.copy()
-            self._dev = np.full(frame.shape, p.initial_dev, np.float32)
+        if self._bg is None or self._dev is None or self._thr is None:
+            self._bg = gray.astype(np.float32)
+            self._dev = np.full(gray.shape, p.initial_dev, np.float32)
+            self._thr = self._threshold_map()
+            self._bg_mean = cv2.mean(gray, self._valid)[0]
             self._frames = 1
             return Blobs(_EMPTY, np.zeros(0, np.int32), True)
-        bg, dev = self._bg, self._dev
+        bg = self._bg
         self._frames += 1
-        mean_bg = cv2.mean(bg, self._valid)[0]
-        mean_fr = cv2.mean(frame, self._valid)[0]
-        gain = mean_fr / mean_bg if mean_bg > 1.0 else 1.0
-        if abs(gain - 1.0) > 0.0005:
-            bg *= gain
-        diff = cv2.absdiff(frame, bg)
-        thr = cv2.addWeighted(dev, p.k_dev, dev, 0.0, p.min_threshold)
-        np.minimum(thr, p.max_threshold, out=thr)
-        fg = cv2.compare(diff, thr, cv2.CMP_GT)
+        mean_fr = cv2.mean(gray, self._valid)[0]
+        gain = mean_fr / self._bg_mean if self._bg_mean > 1.0 else 1.0
+        bg8 = cv2.convertScaleAbs(bg, alpha=gain)
+        diff = cv2.absdiff(gray, bg8)
+        fg = cv2.compare(diff, self._thr, cv2.CMP_GT)
         cv2.bitwise_and(fg, self._valid, dst=fg)
         changed = cv2.countNonZero(fg)
-        if changed > p.disturbed_share * self._invalid_share:
+        if changed > p.disturbed_share * self._valid_count:
             self.disturbed_frames += 1
-            self._bg = frame
+            self._bg = gray.astype(np.float32)
+            self._bg_mean = mean_fr
             return Blobs(_EMPTY, np.zeros(0, np.int32), True)
-        still = cv2.bitwise_not(fg)
-        cv2.accumulateWeighted(frame, bg, p.alpha_bg, still)
-        cv2.accumulateWeighted(diff, dev, p.alpha_dev, still)
+        if self._frames % self._every == 0:
+            if abs(gain - 1.0) > 0.002:
+                bg *= gain
+            still = cv2.bitwise_not(fg)
+            cv2.accumulateWeighted(gray, bg, p.alpha_bg * self._every, still)
+            if self._frames % (4 * self._every) == 0:
+                # unmasked: a pixel that stays "moving" (a lamp, a flag edge) must not freeze
+                # its background and deviation for ever
+                assert self._dev is not None
+                cv2.accumulateWeighted(gray, bg, p.alpha_bg * self._every)
+                cv2.accumulateWeighted(diff, self._dev, p.alpha_dev * 4 * self._every)
+                self._thr = self._threshold_map()
+            self._bg_mean = cv2.mean(bg, self._valid)[0]
         if changed == 0:
             return Blobs(_EMPTY, np.zeros(0, np.int32), False)
         n, _labels, stats, cents = cv2.connectedComponentsWithStats(fg, connectivity=8)

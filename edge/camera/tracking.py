@@ -1,8 +1,7 @@
 """A cheap multi-object tracker for small fast blobs.
 
 Nearest neighbour with gating around a constant-acceleration prediction (finite
-differences of the last three sightings; from five sightings on, a quadratic fit of the last
-ten, recomputed only when a sighting is added). A one-sighting track
+differences over three recent sightings, no fitting per frame). A one-sighting track
 only accepts a next sighting at or below it within the largest per-frame step a falling
 object can make at that row. Tracks of three or more sightings survive ``max_miss``
 frames without one (an object crossing a window of its own brightness vanishes for a few
@@ -29,7 +28,6 @@ class Track:
     areas: list[float] = field(default_factory=list)
     alarmed: bool = False
     checked_at: int = 0
-    _fit: tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
 
     @property
     def last_frame(self) -> int:
@@ -41,43 +39,39 @@ class Track:
         self.ys.append(y)
         self.areas.append(area)
 
+    def is_static(self, span: int = 25, radius: float = 4.0) -> bool:
+        """Sat still for its last ``span`` sightings (a lamp, a flickering edge): it is
+        ended, so it cannot capture an object starting from the same spot."""
+        if len(self.frames) < span:
+            return False
+        xs, ys = self.xs[-span:], self.ys[-span:]
+        return max(xs) - min(xs) < radius and max(ys) - min(ys) < radius
+
     def predict(self, frame: int) -> tuple[float, float, float]:
-        """Predicted (x, y) at ``frame`` and the gate radius around it (pixels)."""
+        """Predicted (x, y) at ``frame`` and the gate radius around it (pixels).
+
+        Finite differences over three sightings spaced up to three apart (less noisy than
+        neighbours, and no fitting per frame)."""
         n = len(self.frames)
         x2, y2, f2 = self.xs[-1], self.ys[-1], self.frames[-1]
         df = frame - f2
         if n == 1:
             return x2, y2, 0.0
-        x1, y1, f1 = self.xs[-2], self.ys[-2], self.frames[-2]
+        k = min(3, (n - 1) // 2) if n >= 3 else 1
+        x1, y1, f1 = self.xs[-1 - k], self.ys[-1 - k], self.frames[-1 - k]
         vx, vy = (x2 - x1) / (f2 - f1), (y2 - y1) / (f2 - f1)
         if n == 2:
             px, py = x2 + vx * df, y2 + vy * df
             return px, py, 5.0 + 0.6 * float(np.hypot(vx, vy)) * df
-        if n >= 5:
-            return self._predict_fit(frame)
-        x0, y0, f0 = self.xs[-3], self.ys[-3], self.frames[-3]
+        x0, y0, f0 = self.xs[-1 - 2 * k], self.ys[-1 - 2 * k], self.frames[-1 - 2 * k]
         ux, uy = (x1 - x0) / (f1 - f0), (y1 - y0) / (f1 - f0)
         half = (f2 - f0) / 2.0
         ax, ay = (vx - ux) / half, (vy - uy) / half
         ex, ey = vx + ax * (f2 - f1) / 2.0, vy + ay * (f2 - f1) / 2.0
         px = x2 + ex * df + 0.5 * ax * df * df
         py = y2 + ey * df + 0.5 * ay * df * df
-        return px, py, 4.0 + 0.35 * float(np.hypot(ex, ey)) * df
-
-    def _predict_fit(self, frame: int) -> tuple[float, float, float]:
-        """Quadratic least-squares fit of the last ten sightings, cached per sighting."""
-        if self._fit is None or self._fit[0] != len(self.frames):
-            f = np.asarray(self.frames[-10:], np.float64) - self.frames[-1]
-            a = np.vstack([np.ones_like(f), f, 0.5 * f * f]).T
-            cx, *_ = np.linalg.lstsq(a, np.asarray(self.xs[-10:]), rcond=None)
-            cy, *_ = np.linalg.lstsq(a, np.asarray(self.ys[-10:]), rcond=None)
-            self._fit = (len(self.frames), cx, cy)
-        _, cx, cy = self._fit
-        df = frame - self.frames[-1]
-        px = float(cx[0] + cx[1] * df + 0.5 * cx[2] * df * df)
-        py = float(cy[0] + cy[1] * df + 0.5 * cy[2] * df * df)
-        speed = float(np.hypot(cx[1] + cx[2] * df, cy[1] + cy[2] * df))
-        return px, py, 4.0 + 0.25 * speed * df
+        speed = abs(ex) + abs(ey)
+        return px, py, (4.0 + 0.35 * speed * df) if n < 7 else (4.0 + 0.25 * speed * df)
 
 
 class Tracker:
@@ -133,7 +127,8 @@ class Tracker:
         ended: list[Track] = []
         for t in self._tracks:
             limit = self._max_miss if len(t.frames) >= 3 else self._max_miss_young
-            (alive if frame - t.last_frame <= limit else ended).append(t)
+            gone = frame - t.last_frame > limit
+            (ended if gone or t.is_static() else alive).append(t)
         self._tracks = alive
         if allow_births:
             for jj in np.flatnonzero(~used):

@@ -11,6 +11,7 @@ a stone, a few m/s for paper or a bag) and 0 to 3 m/s of sideways speed.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,12 @@ class ClipRenderer:
         write_meta(meta, sidecar)
         return video, sidecar
 
+    def frames(self) -> Iterator[U8]:
+        """The clip's frames in order, without writing a file (tests, MQTT publishing)."""
+        state = _DistractorState(self)
+        for i in range(self.n_frames):
+            yield self.frame(i, state)
+
     def frame(self, i: int, state: _DistractorState) -> U8:
         s = self.spec
         img = self.base.copy()
@@ -401,15 +408,18 @@ class _DistractorState:
                                       phase=float(rng.uniform(0, 6.28)),
                                       extra={"sway": float(rng.uniform(0.5, 2.0)) * ppm / fps}))
         if "rain" in self.on:
-            for _ in range(int(rng.poisson(6))):
-                depth = float(rng.uniform(2.0, sc.distance_m))
+            # the drops a camera sees are the ones within a few metres of the lens: long,
+            # fast, faint streaks; farther drops are far below a pixel
+            for _ in range(int(rng.poisson(4))):
+                depth = float(rng.uniform(1.0, 8.0))
                 ppm = sc.focal_px / depth
                 speed = float(rng.uniform(6.0, 9.0)) * ppm / fps
                 self.movers.append(_Mover(float(rng.uniform(0, s.width)),
-                                          float(rng.uniform(-0.2, 0.9) * s.height),
+                                          float(rng.uniform(-0.3, 0.9) * s.height),
                                           speed * float(rng.uniform(-0.15, 0.15)), speed,
-                                          max(0.5, 0.004 * ppm),
-                                          int(rng.integers(10, 35)), life=10 * fps, kind="rain"))
+                                          max(0.5, 0.002 * ppm),
+                                          int(rng.integers(10, 40) * min(1.0, 3.0 / depth)),
+                                          life=10 * fps, kind="rain"))
 
     def draw_movers(self, img: U8, i: int) -> None:
         self._spawn(i)
