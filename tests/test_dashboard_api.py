@@ -1,5 +1,5 @@
 """The dashboard's data API (minute summaries, readings, energy, estate, alarms, evidence)
-and the static files, through the HTTP API of an in-process app on SQLite."""
+and the static files, through the HTTP API of an in-process app on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ M0 = (T0 // 60) * 60
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9"
 
 
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[CloudHarness]:
-    with harness(f"sqlite:///{tmp_path}/cloud.db") as h:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CloudHarness]:
+    url = (f"sqlite:///{tmp_path}/cloud.db" if request.param == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    with harness(url) as h:
         install(h.client.app)  # type: ignore[arg-type]
         provision_site(h.settings, "s1", "Site one", [
             DeviceConfig(id="b1-meter-1", kind="smart_meter", building="B1", floor=1),
