@@ -695,7 +695,7 @@ def get_alarms(
             type=ev.type, severity=ev.severity, ts=ev.ts,
             floor=int(floor) if isinstance(floor, int | float) else None,
             position={k: evidence[k] for k in ("window_column", "x", "y", "column", "position")
-                      if k in evidence},
+                      if evidence.get(k) is not None},
             snapshot=snap,
             snapshot_url=(f"/api/v1/evidence/{ev.site_id}/{snap}"
                           if snap and (ev.site_id, snap) in stored else None),

@@ -246,7 +246,8 @@ def thrown(snapshot: str) -> Any:
     ev = event(device_id="b1-cam-1", kind="camera", type_="camera.object_thrown",
                severity="critical")
     return ev.model_copy(update={"evidence": {"floor": 7, "window_column": 3, "x": 412.5,
-                                              "snapshot": snapshot}})
+                                              "y": None, "snapshot": snapshot,
+                                              "trajectory": [[1, 412.5, 80.0]]}})
 
 
 def test_thrown_object_alarm_carries_floor_position_and_its_uploaded_image(
