@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.camera.clip import ClipMeta, Throw, read_meta, write_meta
 from edge.camera.calibration import Calibration
+from edge.camera.clip import ClipMeta, Throw, read_meta, write_meta
 from edge.camera.evaluation import match_alarms
 from edge.camera.video import detect_clip
 from simulators.camera.render import DISTRACTORS, ClipSpec, render_clip
@@ -170,7 +170,7 @@ def test_clip_from_an_independent_renderer(clips: Path) -> None:
         {"floor": 6, "x": 300.0, "t": 2.0, "side": 5.0, "drag": 0.0, "vx": 1.0},
         {"floor": 4, "x": 650.0, "t": 4.5, "side": 3.0, "drag": 0.8, "vx": -2.0},
     ])
-    meta, pairs, extra = _alarms(video)
+    _meta, pairs, extra = _alarms(video)
     assert extra == []
     for throw, alarm in pairs:
         assert alarm is not None, f"missed {throw}"

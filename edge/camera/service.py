@@ -194,6 +194,7 @@ class CameraService:
         reconnect_initial: float = 0.5,
         reconnect_max: float = 30.0,
         clock: Callable[[], float] = time.time,
+        face_model: str | None = None,
     ) -> None:
         if reconnect_initial <= 0 or reconnect_max < reconnect_initial:
             raise ValueError("need 0 < reconnect_initial <= reconnect_max")
@@ -205,6 +206,9 @@ class CameraService:
         self._backoff = (reconnect_initial, reconnect_max)
         self._clock = clock
         self._stop = threading.Event()
+        from edge.camera.evidence import FaceBlurrer
+
+        self._blurrer = FaceBlurrer(face_model)
         self._cams: dict[str, _Camera] = {}
         for dev in cameras:
             spec = CameraSpec.from_device(dev)
@@ -355,7 +359,7 @@ class CameraService:
                 h, w = img.shape[:2]
                 det = cam.detector(w, h, fps)
                 ts = start + n / fps if is_file else self._clock()
-                cam.process(det.prepare(img), ts, lambda img=img: img)
+                cam.process(det.prepare(img), ts, _constant(img))
                 n += 1
                 if spec.realtime and is_file:
                     ahead = wall0 + n / fps - time.monotonic()
@@ -376,7 +380,7 @@ class CameraService:
         snapshot: str | None = f"{dev}/{event_id}.jpg"
         if frame is not None and snapshot is not None:
             try:
-                save_evidence(frame, alarm, self.evidence_dir, snapshot)
+                save_evidence(frame, alarm, self.evidence_dir, snapshot, self._blurrer)
             except OSError:
                 cam.stats.errors += 1
                 log.exception("camera %s: cannot store evidence %s", dev, snapshot)
@@ -407,6 +411,12 @@ class CameraService:
         )
         cam.stats.alarms += 1
         self._emit(event)
+
+
+def _constant(
+    img: npt.NDArray[np.uint8],
+) -> Callable[[], npt.NDArray[np.uint8] | None]:
+    return lambda: img
 
 
 def processing_factor(width: int, params: DetectorParams | None = None) -> int:

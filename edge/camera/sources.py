@@ -15,7 +15,7 @@ import numpy.typing as npt
 class Capture(Protocol):
     """The part of ``cv2.VideoCapture`` the service uses."""
 
-    def isOpened(self) -> bool: ...  # noqa: N802 - OpenCV's name
+    def isOpened(self) -> bool: ...
 
     def read(self) -> tuple[bool, Any]: ...
 
