@@ -15,8 +15,8 @@ self-metrics. One burst goes like this:
 If the outbox cannot be written (disk full), critical events take the reserve and the
 other events are held in memory: detection goes on (so later critical alarms still get
 through) but nothing is acknowledged until everything is written, so the broker keeps what
-is not yet durable (``Receive Maximum`` bounds how much it sends meanwhile). The health endpoint says ``degraded`` until the disk recovers, which the
-agent notices by itself.
+is not yet durable (``Receive Maximum`` bounds how much it sends meanwhile). The health
+endpoint says ``degraded`` until the disk recovers, which the agent notices by itself.
 
 Telemetry outputs get each burst's readings; a failed write is spooled to the outbox's
 bounded ``telemetry`` lane and replayed later with backoff (the outputs themselves never
@@ -209,7 +209,8 @@ class Agent:
         self._threads: list[threading.Thread] = []
         self._http: HealthServer | None = None
         self._store_full = False
-        self._ingest: deque[tuple[float, int]] = deque(maxlen=64)
+        self._ingest: deque[list[int]] = deque(maxlen=16)
+        """Messages received per whole second of the monotonic clock: [second, count]."""
         self._started = False
         self._final: dict[str, Any] | None = None
         self.metrics.add_collector(self._gauges)
@@ -401,7 +402,11 @@ class Agent:
     def _process(self, burst: list[InboundMessage]) -> None:
         m = self.metrics
         m.inc("messages_received", float(len(burst)))
-        self._ingest.append((time.monotonic(), len(burst)))
+        second = int(time.monotonic())
+        if self._ingest and self._ingest[-1][0] == second:
+            self._ingest[-1][1] += len(burst)
+        else:
+            self._ingest.append([second, len(burst)])
         readings: list[Reading] = []
         events: list[Event] = []
         letters: list[tuple[str, str, str, bytes]] = []
@@ -619,9 +624,10 @@ class Agent:
         yield "queue_depth", {}, float(self._queue.qsize())
         yield "ingest_rate", {}, self._ingest_rate()
 
-    def _ingest_rate(self, window: float = 10.0) -> float:
-        now = time.monotonic()
-        total = sum(n for t, n in list(self._ingest) if now - t <= window)
+    def _ingest_rate(self, window: int = 10) -> float:
+        """Messages per second over the last ``window`` seconds."""
+        now = int(time.monotonic())
+        total = sum(n for t, n in list(self._ingest) if now - t < window)
         return total / window
 
 

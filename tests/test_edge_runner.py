@@ -257,3 +257,15 @@ def test_the_site_tsdb_output_is_built_and_spooled_when_unreachable(tmp_path: Pa
         wait_until(lambda: len(box.get.acked) == 5)
     finally:
         agent.stop()
+
+
+def test_ingest_rate_counts_every_message_of_the_window(
+    parts: tuple[Agent, SourceBox, FakeCloud, FlakyOutput],
+) -> None:
+    agent, box, _, _ = parts
+    for i in range(300):
+        box.get.push(PUMP, pump_payload(500.0 + i))
+    wait_until(lambda: agent.stats()["received"] == 300)
+    line = next(x for x in agent.metrics.render().splitlines()
+                if x.startswith("gatehouse_edge_ingest_rate "))
+    assert float(line.split()[1]) == pytest.approx(30.0)
