@@ -18,18 +18,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from cloud import changes
+from cloud.bulk import upsert_ignore, writer_for
 from cloud.changes import public
 from cloud.clock import Clock
 from cloud.db import Database
 from cloud.lifecycle import ENGINE, reopen_as_rework
-from cloud.models import ACTIVE_SQL, ACTIVE_STATES, Change, Device, EventRow, WorkOrder
+from cloud.models import ACTIVE_STATES, Device, WorkOrder
 from cloud.orders import announce_new, new_order
 from cloud.policies import PolicyBook, UnknownEventType
 from device_profiles.messages import Event, EventBatch, EventBatchResult, EventRejection
@@ -77,6 +77,7 @@ class Intake:
         self._policies = policies
         self._clock = clock
         self._rework_window = rework_window
+        self._bulk = writer_for(db.dialect)
         self.counters = IntakeCounters()
 
     def ingest(self, site_id: str, batch: EventBatch) -> EventBatchResult:
@@ -178,13 +179,7 @@ class Intake:
         if not events:
             return set()
         rows = [_event_row(ev, now) for ev in sorted(events, key=lambda e: e.event_id)]
-        stmt = (
-            self._insert(EventRow.__table__)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(EventRow.__table__.c.event_id)
-        )
-        result = session.connection().execute(stmt, rows)
-        return {str(r[0]) for r in result}
+        return self._bulk.insert_events(session.connection(), rows)
 
     def _apply_to_orders(
         self, session: Session, site_id: str, events: list[Event], now: float
@@ -221,30 +216,15 @@ class Intake:
                 order_id = self._apply_group(session, site_id, group, now)
             if order_id is not None:
                 links.extend({"eid": ev.event_id, "wo": order_id} for ev in group.events)
+        conn = session.connection()
         if attach:
-            table = WorkOrder.__table__
-            stmt = (
-                table.update()  # type: ignore[attr-defined]
-                .where(table.c.id == bindparam("oid"), text("work_orders." + ACTIVE_SQL))
-                .values(
-                    event_count=table.c.event_count + bindparam("n"),
-                    last_event_at=bindparam("last"), condition_cleared=bindparam("cleared"),
-                    version=table.c.version + 1,
-                )
-            )
-            done = session.connection().execute(stmt, attach).rowcount
+            done = self._bulk.attach(conn, attach)
             if done != len(attach):
                 raise _OrdersMoved(f"{len(attach) - done} order(s) closed under the intake")
         if notes:
-            session.execute(insert(Change), notes)
+            self._bulk.insert_changes(conn, notes)
         if links:
-            events_table = EventRow.__table__
-            session.connection().execute(
-                events_table.update()  # type: ignore[attr-defined]
-                .where(events_table.c.event_id == bindparam("eid"))
-                .values(work_order_id=bindparam("wo")),
-                links,
-            )
+            self._bulk.link_events(conn, links)
 
     def _active_many(
         self, session: Session, site_id: str, groups: dict[tuple[str, str], _Group]
@@ -383,12 +363,7 @@ class Intake:
         return order
 
     def _insert(self, table: Any) -> Any:
-        dialect = self._db.dialect
-        if dialect == "postgresql":
-            stmt: Insert = postgresql.insert(table)
-        else:
-            stmt = sqlite.insert(table)
-        return stmt
+        return upsert_ignore(self._db.dialect, table)
 
 
 def _event_row(ev: Event, now: float) -> dict[str, Any]:
