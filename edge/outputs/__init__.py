@@ -41,9 +41,11 @@ def build_outputs(
 
 # Built-in outputs, registered explicitly (imported here so that the registry is complete
 # whenever the package is imported; the module itself imports influxdb-client lazily).
+from edge.outputs.cloud_summary import CloudSummaryOutput  # noqa: E402
 from edge.outputs.tsdb import InfluxTelemetryWriter  # noqa: E402
 
 register_output("influxdb", InfluxTelemetryWriter.from_site)
+register_output("cloud_summary", CloudSummaryOutput.from_site)
 
 __all__ = [
     "OutputFactory",
