@@ -13,11 +13,14 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import secrets
 import shutil
 import socket
+import sys
 import threading
 import time
+import webbrowser
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +70,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-faults", action="store_true", help="simulate a healthy estate")
     parser.add_argument("--json", action="store_true", help="print the final summary as JSON only")
+    parser.add_argument(
+        "--no-browser", action="store_true",
+        help="do not open the dashboard in a browser (it opens only where a desktop is running)",
+    )
 
 
 def _free_port(preferred: int = 0) -> int:
@@ -233,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"[demo] dashboard   {base}/   (user admin, password {password})", flush=True)
     print(f"[demo] API docs    {base}/docs", flush=True)
+    if not args.no_browser and _has_desktop():
+        webbrowser.open(f"{base}/")
     print(f"[demo] devices     {len(site.all_devices())} in {args.buildings} buildings", flush=True)
     if faults:
         print(
@@ -306,6 +315,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"  NO work order for:  {summary.fault_kinds_without_order}")
         print(json.dumps(out))
     return 0 if summary.ok() or args.duration <= 0 else 1
+
+
+def _has_desktop() -> bool:
+    """A browser window can be shown: a graphical session, or macOS / Windows."""
+    return sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
 
 
 def _orders(client: Any, site_id: str) -> list[dict[str, Any]]:
