@@ -149,3 +149,53 @@ def test_real_detectors_raise_events_that_reach_the_cloud(
     finally:
         pub.close()
         agent.stop()
+
+
+def test_broker_restarts_lose_nothing(tmp_path: Path) -> None:
+    """Queued messages of the agent's session survive a broker restart, and the agent
+    reconnects and resubscribes by itself after one."""
+    import os
+
+    # as root, Mosquitto drops to its own user and cannot persist into a private folder
+    private = Mosquitto(
+        workdir=tmp_path / "broker", extra_conf="user root\n" if os.geteuid() == 0 else ""
+    )
+    private.start()
+    site_id = unique_site()
+    site = make_site(site_id, data_dir=tmp_path / "edge", mqtt_url=private.url)
+    cloud = FakeCloud()
+
+    def agent() -> Agent:
+        return Agent(site, profiles=PROFILES, options=OPTS, outputs={},
+                     monitor_factory=fake_monitors, http_client=cloud.client())
+
+    def forced(i: int) -> bytes:
+        return json.dumps({"ts": 1_700_000_000 + i, "type": "forced_open"}).encode()
+
+    topic = f"gh/{site_id}/access_gate/gate-1/event"
+    first = agent()
+    first.start()
+    try:
+        wait_until(lambda: first.stats()["mqtt_connected"])
+    finally:
+        first.stop()
+    pub = Publisher(private.port)
+    for i in range(100):
+        pub.publish(topic, forced(i))
+    pub.close()
+    private.restart()
+    second = agent()
+    second.start()
+    try:
+        wait_until(lambda: len(cloud.received) == 100)
+        private.restart()
+        wait_until(lambda: second.metrics.counter("mqtt_connects") >= 2)
+        pub = Publisher(private.port)
+        for i in range(100, 200):
+            pub.publish(topic, forced(i))
+        pub.close()
+        wait_until(lambda: len(cloud.received) == 200)
+        assert second.stats()["rejected"] == 0
+    finally:
+        second.stop()
+        private.stop()
