@@ -151,6 +151,8 @@ class FakeCloud:
             self.calls += 1
             if self.down:
                 raise httpx.ConnectError("cloud is down", request=request)
+            if request.url.path != "/api/v1/events":
+                return httpx.Response(404, json={"detail": "not found"})
             if self.status is not None:
                 return httpx.Response(self.status, text="forced")
             if request.headers.get("authorization") != f"Bearer {self.token}":

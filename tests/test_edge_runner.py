@@ -12,9 +12,17 @@ import pytest
 
 from device_profiles.loader import load_profiles
 from device_profiles.messages import Event, Reading
+from edge.mqtt_input import InboundMessage
 from edge.outbox import CRITICAL, EVENTS, TELEMETRY
 from edge.runner import Agent, AgentOptions
-from tests.servers_edge import FakeCloud, SourceBox, fake_monitors, make_site, pump_payload
+from tests.servers_edge import (
+    FakeCloud,
+    FakeSource,
+    SourceBox,
+    fake_monitors,
+    make_site,
+    pump_payload,
+)
 
 PROFILES = load_profiles()
 PUMP = "gh/s1/water_pump/pump-1/telemetry"
@@ -241,11 +249,12 @@ def test_the_site_tsdb_output_is_built_and_spooled_when_unreachable(tmp_path: Pa
     site = make_site("s1", data_dir=tmp_path).model_copy(
         update={"tsdb": TsdbConfig(url="http://127.0.0.1:9")}
     )
-    assert list(build_outputs(site, PROFILES)) == ["influxdb"]
+    assert "influxdb" in build_outputs(site, PROFILES)
     box = SourceBox()
     agent = Agent(
         site, profiles=PROFILES,
         options=AgentOptions(reserve_bytes=0, low_water_bytes=0, forward=False),
+        outputs={"influxdb": build_outputs(site, PROFILES)["influxdb"]},
         monitor_factory=fake_monitors, source_factory=box,
     )
     agent.start()
@@ -269,3 +278,61 @@ def test_ingest_rate_counts_every_message_of_the_window(
     line = next(x for x in agent.metrics.render().splitlines()
                 if x.startswith("gatehouse_edge_ingest_rate "))
     assert float(line.split()[1]) == pytest.approx(30.0)
+
+
+class CheckingSource(FakeSource):
+    """Records, at each ack, how many critical events the outbox holds."""
+
+    outbox_probe: Callable[[], int] = staticmethod(lambda: -1)
+
+    def __init__(self, sink: Callable[[InboundMessage], None]) -> None:
+        super().__init__(sink)
+        self.depth_at_ack: dict[int, int] = {}
+
+    def ack(self, message: InboundMessage) -> bool:
+        self.depth_at_ack[message.mid] = self.outbox_probe()
+        return super().ack(message)
+
+
+def test_a_message_is_acked_only_after_its_event_is_durable(tmp_path: Path) -> None:
+    holder: list[CheckingSource] = []
+
+    def factory(sink: Callable[[InboundMessage], None]) -> CheckingSource:
+        holder.append(CheckingSource(sink))
+        return holder[0]
+
+    agent = Agent(
+        make_site("s1", data_dir=tmp_path), profiles=PROFILES,
+        options=AgentOptions(reserve_bytes=0, low_water_bytes=0, forward=False),
+        outputs={}, monitor_factory=fake_monitors, source_factory=factory,
+    )
+    src = holder[0]
+    src.outbox_probe = lambda: agent.outbox.depth(CRITICAL)
+    agent.start()
+    try:
+        quiet = src.push(PUMP, pump_payload(1.0))
+        alarm = src.push(PUMP, pump_payload(2.0, current_a=15.0))
+        wait_until(lambda: alarm in src.depth_at_ack)
+        assert src.depth_at_ack[alarm] == 1
+        assert quiet in src.depth_at_ack
+    finally:
+        agent.stop()
+
+
+def test_cli_check_and_clear_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from device_profiles.site import dump_site
+    from gatehouse.cli import main
+
+    good = tmp_path / "site.yaml"
+    dump_site(make_site("s1", data_dir=tmp_path), good)
+    assert main(["edge", "--config", str(good), "--check"]) == 0
+    assert "ok: site s1" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("site_id: s1\nmqtt: {url: 5, bogus: 1}\n")
+    assert main(["edge", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "mqtt.bogus" in err and "--check" in err
+    assert main(["edge", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read" in capsys.readouterr().err
