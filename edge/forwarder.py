@@ -10,7 +10,7 @@ The forwarder reads the outbox, oldest first and the ``critical`` lane before th
 * events the reply does not mention stay queued and are sent again.
 
 Any other status (401/403, 404, 429, 5xx...), timeouts and connection errors keep everything
-queued and wait a
+queued and wait (at least the reply's ``Retry-After`` seconds, when it gives one) a
 jittered exponential backoff capped at ``cloud.retry_max``. 400/413/422 mean the batch
 itself is refused: the forwarder halves the batch until the one bad event is isolated, and
 dead-letters only that one. A configurable drain rate (events per second) keeps a large
@@ -125,7 +125,12 @@ class Forwarder:
         if status in _SPLIT_STATUS:
             return self._split(items, status, response.text[:300])
         reason = "auth" if status in (401, 403) else f"http_{status}"
-        return self._retry(reason, f"HTTP {status}: {response.text[:200]}", len(items))
+        attempt = self._retry(reason, f"HTTP {status}: {response.text[:200]}", len(items))
+        asked = _retry_after(response)
+        if asked is not None and asked > attempt.delay:
+            return Attempt("retry", sent=len(items), delay=min(asked, self._backoff.maximum),
+                           detail=attempt.detail)
+        return attempt
 
     def run(self, stop: threading.Event) -> None:
         """Forward until ``stop`` is set. Unexpected errors are counted, logged, survived."""
@@ -217,3 +222,13 @@ class Forwarder:
             log.warning("forwarding %d event(s) failed (%s); retrying in %.1fs", n, detail, delay)
         self.last_error = detail
         return Attempt("retry", sent=n, delay=delay, detail=detail)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` header in seconds (the delta form only), if any."""
+    value = response.headers.get("retry-after", "").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None

@@ -130,3 +130,22 @@ def test_drain_rate_limits_batches(tmp_path: Path) -> None:
     now[0] += 1.0
     assert fwd.run_once().sent == 5
     assert box.depth(EVENTS) == 10
+
+
+def test_retry_after_is_honoured_up_to_the_cap(tmp_path: Path) -> None:
+    answers = iter([("3", 503), ("600", 429), ("soon", 503)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        value, status = next(answers)
+        return httpx.Response(status, headers={"Retry-After": value})
+
+    box = Outbox(tmp_path / "o.db")
+    fwd = Forwarder(
+        box, base_url="http://c", token="t", retry_initial=0.5, retry_max=10.0,
+        client=httpx.Client(transport=httpx.MockTransport(handler)), rng=lambda: 1.0,
+    )
+    box.put_many([outbox_entry(event(1))])
+    assert fwd.run_once().delay == 3.0
+    assert fwd.run_once().delay == 10.0
+    assert fwd.run_once().delay == 2.0
+    assert box.depth(EVENTS) == 1
