@@ -273,6 +273,7 @@ class ChaosRun:
             return
         ballast = disk.fill()
         reasons: set[str] = set()
+        health: dict[str, Any] = {}
         deadline = time.monotonic() + self.plan.disk_full_s
         while time.monotonic() < deadline:
             health = self.edge_health() or {}
@@ -283,7 +284,6 @@ class ChaosRun:
         disk.free()
         recovered_s: float | None = None
         start = time.monotonic()
-        health: dict[str, Any] = {}
         while time.monotonic() - start < self.plan.recover_timeout_s:
             health = self.edge_health() or {}
             if health.get("status") == "ok":
