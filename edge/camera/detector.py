@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.camera.calibration import Calibration
-from edge.camera.fall import FallFit, FallParams, check_fall
+from edge.camera.fall import G, FallFit, FallParams, check_fall, fall_drop
 from edge.camera.motion import MotionDetector, MotionParams
 from edge.camera.tracking import Track, Tracker
 
@@ -124,16 +124,22 @@ class ThrowDetector:
         return [a for t in self.tracker.flush() if (a := self._judge(t, frame_index, True))]
 
     def _same_object(self, prev: Alarm, tr: Track, release_frame: int, x: float) -> bool:
-        """The track is the same object as an earlier alarm: the same release, or a
-        continuation of its track (starts below where it was last seen, shortly after)."""
+        """The track is the object of an earlier alarm: the same release, or a piece of the
+        same fall (its first sighting lies on the earlier alarm's fitted fall path)."""
         if (abs(prev.release_frame - release_frame) <= self.p.dedupe_frames
                 and abs(prev.x - x) <= self.p.dedupe_px):
             return True
-        last_f, last_x, last_y = prev.trajectory[-1]
-        first_f = tr.frames[0]
-        return (0 < first_f - last_f <= 3 * self.fps
-                and abs(tr.xs[0] - last_x) <= self.p.dedupe_px
-                and tr.ys[0] >= last_y - 3.0)
+        f0, x0, y0 = tr.frames[0], tr.xs[0], tr.ys[0]
+        last_f, last_x, _ = prev.trajectory[-1]
+        if f0 <= prev.trajectory[0][0] or f0 - last_f > 3 * self.fps:
+            return False
+        fit = prev.fit
+        tau = np.array([f0 / self.fps - fit.release_t])
+        h_rel = self.cal.floor_coord(fit.release_y) * self.cal.floor_height_m
+        h = float(h_rel) - float(fall_drop(tau, fit.g_factor * G, fit.terminal_mps)[0])
+        y_pred = self.cal.row_of_coord(h / self.cal.floor_height_m)
+        return abs(y0 - y_pred) <= 12.0 + 0.1 * abs(y_pred - prev.release_y) and abs(
+            x0 - last_x) <= self.p.dedupe_px
 
     def _judge(self, tr: Track, frame_index: int, final: bool) -> Alarm | None:
         if tr.alarmed:

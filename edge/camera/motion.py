@@ -44,6 +44,7 @@ class Blobs:
 
 
 _EMPTY = np.zeros((0, 2), np.float64)
+_KERNEL = np.ones((3, 3), np.uint8)
 
 
 class MotionDetector:
@@ -125,6 +126,9 @@ class MotionDetector:
             self._bg_mean = cv2.mean(bg, self._valid)[0]
         if changed == 0:
             return Blobs(_EMPTY, np.zeros(0, np.int32), False)
+        # join the pieces of one object cut by a thin line of its own brightness (a floor
+        # line, a railing): components closer than two pixels become one
+        fg = cv2.dilate(fg, _KERNEL)
         n, _labels, stats, cents = cv2.connectedComponentsWithStats(fg, connectivity=8)
         if n <= 1:
             return Blobs(_EMPTY, np.zeros(0, np.int32), False)
