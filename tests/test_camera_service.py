@@ -29,7 +29,7 @@ class FakeCapture:
         self._frames = list(frames or [])
         self._opened = frames is not None
 
-    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+    def isOpened(self) -> bool:
         return self._opened
 
     def read(self) -> tuple[bool, Any]:
@@ -204,7 +204,7 @@ def test_frames_published_on_a_real_broker_reach_the_service(
     try:
         assert subscribed.wait(10)
         for f in frames:
-            ok, buf = cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 85])
+            _ok, buf = cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 85])
             pub.publish(topic, buf.tobytes(), qos=1).wait_for_publish(10)
             _wait(lambda: svc.stats()["b1-cam-1"]["frames"] + 40 > count[0], 30)
         _wait(lambda: count[0] == len(frames) and len(events) >= 1)

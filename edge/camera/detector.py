@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.camera.calibration import Calibration
-from edge.camera.fall import G, FallFit, FallParams, check_fall, fall_drop
+from edge.camera.fall import FallFit, FallParams, G, check_fall, fall_drop
 from edge.camera.motion import MotionDetector, MotionParams
 from edge.camera.tracking import Track, Tracker
 
