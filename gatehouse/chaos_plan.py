@@ -2,7 +2,8 @@
 
 Two plans ship: :data:`FULL` (the issue's promise: >= 20,000 events, broker restarted 5
 times, cloud down 3 times for >= 30 s, edge SIGKILLed 5 times, cloud SIGKILLed twice, disk
-filled once) and :data:`QUICK` (one of each fault, short outages, for the test suite).
+filled once, 10,000 hostile messages) and :data:`QUICK` (one of each fault, short outages,
+1,000 hostile messages, for the test suite).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-FaultKind = Literal["broker_restart", "cloud_outage", "edge_kill", "cloud_kill", "disk_fill"]
+FaultKind = Literal[
+    "broker_restart", "cloud_outage", "edge_kill", "cloud_kill", "disk_fill", "hostile"
+]
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class ChaosPlan:
     low_water_mb: float
     drain_timeout_s: float
     retry_max_s: float
+    hostile: int = 0
+    """Hostile or malformed messages published in one burst (0: no hostile step)."""
     recover_timeout_s: float = 120.0
 
     def schedule(self) -> list[FaultKind]:
@@ -57,7 +62,10 @@ class ChaosPlan:
                 if queue:
                     order.append(queue.pop())
         middle = len(order) // 2
-        return order[:middle] + ["disk_fill"] * self.disk_fills + order[middle:]
+        order = order[:middle] + ["disk_fill"] * self.disk_fills + order[middle:]
+        if self.hostile:
+            order.insert(min(1, len(order)), "hostile")
+        return order
 
     def step_seconds(self, kind: FaultKind) -> float:
         """The expected wall time of one fault (its outage plus restart), without the gap."""
@@ -67,6 +75,7 @@ class ChaosPlan:
             "edge_kill": self.edge_down_s + 4.0,
             "cloud_kill": 4.0,
             "disk_fill": self.disk_full_s + 5.0,
+            "hostile": self.hostile / 1000.0 + 5.0,
         }[kind]
 
     def expected_seconds(self) -> float:
@@ -86,7 +95,7 @@ FULL = ChaosPlan(
     edge_kills=5, cloud_kills=2, disk_fills=1, disk_full_s=20.0, broker_down_s=3.0,
     edge_down_s=3.0, gap_s=10.0, gates=24, buildings=2, floors=10, sim_speed=5.0,
     random_faults=40, disk_mb=64, spool_mb=0.25, reserve_mb=1.0, low_water_mb=2.0,
-    drain_timeout_s=600.0, retry_max_s=5.0,
+    drain_timeout_s=600.0, retry_max_s=5.0, hostile=10_000,
 )
 
 QUICK = ChaosPlan(
@@ -94,5 +103,5 @@ QUICK = ChaosPlan(
     edge_kills=1, cloud_kills=1, disk_fills=1, disk_full_s=6.0, broker_down_s=2.0,
     edge_down_s=2.0, gap_s=4.0, gates=8, buildings=1, floors=6, sim_speed=5.0,
     random_faults=8, disk_mb=32, spool_mb=0.05, reserve_mb=1.0, low_water_mb=2.0,
-    drain_timeout_s=150.0, retry_max_s=2.0,
+    drain_timeout_s=150.0, retry_max_s=2.0, hostile=1_000,
 )

@@ -21,6 +21,7 @@ from typing import Any
 
 from gatehouse.chaos_audit import audit, integrity, load_fault_truth, read_cloud, read_edge_stores
 from gatehouse.chaos_disk import MountUnavailable, SmallDisk
+from gatehouse.chaos_hostile import hostile_messages, publish_all
 from gatehouse.chaos_load import NATIVE_TYPES, FakeTsdb, NativeEventLoad
 from gatehouse.chaos_plan import ChaosPlan, FaultKind
 from gatehouse.chaos_procs import (
@@ -70,6 +71,8 @@ class ChaosRun:
         self.notes: list[str] = []
         self.edge_metrics: dict[str, float] = {}
         self.edge_health_at_end: dict[str, Any] | None = None
+        self.hostile_result: dict[str, Any] = {}
+        self._gates: list[str] = []
         self._edge_port = free_port()
         self._cloud_port = free_port()
 
@@ -159,6 +162,7 @@ class ChaosRun:
         env = child_env()
         edge_path, sim_path, gates = self._write_sites(data_dir, tsdb.url, token_file,
                                                        broker.url)
+        self._gates = gates
         self._provision(database_url, edge_path, token_file)
         cloud = ManagedProcess(
             "cloud", gatehouse_argv("cloud", "--database-url", database_url, "--dev", "serve",
@@ -266,6 +270,35 @@ class ChaosRun:
             self.faults_done["cloud_outages_s"].append(round(time.monotonic() - t0, 1))
         elif kind == "disk_fill":
             self._fill_disk(disk, edge)
+        elif kind == "hostile":
+            self._hostile(broker, edge)
+
+    def _rejects(self) -> dict[str, float]:
+        metrics = parse_metrics(get_text(f"http://127.0.0.1:{self._edge_port}/metrics") or "")
+        prefix = 'gatehouse_edge_rejects_total{reason="'
+        return {k[len(prefix):-2]: v for k, v in metrics.items() if k.startswith(prefix)}
+
+    def _hostile(self, broker: Broker, edge: ManagedProcess) -> None:
+        """Publish the plan's hostile messages; the edge must refuse and count every one
+        (its ``rejects_total`` grows by exactly as many as the broker took)."""
+        before = self._rejects()
+        messages = hostile_messages(self.site_id, "b1-pump-1", self._gates[0],
+                                    self.plan.hostile, seed=self.seed)
+        acked = publish_all("127.0.0.1", broker.port, messages)
+        counted: dict[str, float] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            after = self._rejects()
+            counted = {r: after.get(r, 0.0) - before.get(r, 0.0) for r in after}
+            if sum(counted.values()) >= acked:
+                break
+            time.sleep(0.5)
+        self.hostile_result = {
+            "sent": len(messages), "acked_by_broker": acked,
+            "refused_counted": int(sum(counted.values())),
+            "by_reason": {r: int(v) for r, v in sorted(counted.items()) if v},
+            "edge_alive": edge.running,
+        }
 
     def _fill_disk(self, disk: SmallDisk, edge: ManagedProcess) -> None:
         if not disk.mounted:
@@ -369,6 +402,14 @@ class ChaosRun:
                 failures.append(f"{key}: {self.faults_done[key]} of {want} done")
         if len(self.faults_done["cloud_outages_s"]) != plan.cloud_outages:
             failures.append("not every cloud outage was done")
+        if plan.hostile:
+            h = self.hostile_result
+            took, counted = h.get("acked_by_broker"), h.get("refused_counted")
+            if took != plan.hostile or counted != plan.hostile:
+                failures.append(f"hostile messages: {plan.hostile} sent, {counted} refused "
+                                f"and counted (the broker took {took})")
+            elif not h["edge_alive"]:
+                failures.append("the edge died under hostile messages")
         return {
             "suite": "gatehouse chaos",
             "plan": plan.name,
@@ -384,7 +425,7 @@ class ChaosRun:
             "sqlite_integrity": "ok" if integrity_ok else "FAILED",
             "ok": not failures,
             "failures": failures,
-            "faults": {**self.faults_done, "disk": self.disk},
+            "faults": {**self.faults_done, "disk": self.disk, "hostile": self.hostile_result},
             "delivery": delivery,
             "telemetry": telemetry,
             "integrity": {**checks, "outbox_after_each_edge_kill": self.kill_integrity},

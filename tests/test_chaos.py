@@ -2,7 +2,8 @@
 
 One run (module fixture) of a real Mosquitto, ``gatehouse cloud serve``, ``gatehouse edge``
 on a tmpfs of its own, and ``gatehouse simulate estate``, with one broker restart, one
-cloud outage, one SIGKILL of the edge and of the cloud, and one full disk, under a
+cloud outage, one SIGKILL of the edge and of the cloud, one full disk and 1,000 hostile
+messages, under a
 device-native event load with a known ground truth. Each test checks one promise of the
 report, so a broken promise names itself.
 """
@@ -82,6 +83,14 @@ def test_full_disk_degrades_then_recovers_by_itself(report: dict[str, Any]) -> N
     assert "store_full" in disk["degraded_reasons_seen"] or (
         "disk_low" in disk["degraded_reasons_seen"])
     assert disk["recovered_s"] is not None, disk.get("health_after_free")
+
+
+def test_hostile_messages_each_refused_and_counted(report: dict[str, Any]) -> None:
+    hostile = report["faults"]["hostile"]
+    assert hostile["acked_by_broker"] == QUICK.hostile
+    assert hostile["refused_counted"] == QUICK.hostile, hostile["by_reason"]
+    assert sum(hostile["by_reason"].values()) == QUICK.hostile
+    assert hostile["edge_alive"]
 
 
 def test_the_report_says_ok(report: dict[str, Any]) -> None:

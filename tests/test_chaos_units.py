@@ -39,13 +39,14 @@ def test_full_plan_keeps_the_issues_promise() -> None:
     assert steps.count("edge_kill") == 5
     assert steps.count("cloud_kill") == 2
     assert steps.count("disk_fill") == 1
-    assert steps.index("disk_fill") == (len(steps) - 1) // 2
+    assert steps.count("hostile") == 1 and FULL.hostile >= 10_000
+    assert steps.index("disk_fill") == len(steps) // 2
 
 
 def test_quick_plan_has_one_of_each_fault() -> None:
     steps = QUICK.schedule()
     assert sorted(steps) == sorted(
-        ["broker_restart", "edge_kill", "cloud_outage", "cloud_kill", "disk_fill"])
+        ["broker_restart", "edge_kill", "cloud_outage", "cloud_kill", "disk_fill", "hostile"])
     assert QUICK.expected_seconds() < FULL.expected_seconds()
 
 
@@ -181,3 +182,25 @@ def test_small_disk_fills_to_enospc_and_frees(tmp_path: Path) -> None:
 def test_cli_offers_the_quick_run() -> None:
     args = build_parser().parse_args(["chaos", "--quick", "--events", "50", "--keep"])
     assert args.quick and args.events == 50 and args.keep
+
+
+def test_every_hostile_message_is_refused_by_the_edge_validator() -> None:
+    from collections import Counter
+
+    from device_profiles.loader import load_profiles
+    from device_profiles.site import DeviceConfig, EstateLayout, SiteConfig
+    from edge.validate import Rejection, Validator
+    from gatehouse.chaos_hostile import hostile_messages
+
+    site = SiteConfig(site_id="s1", estate=EstateLayout(buildings=1, gates=0),
+                      devices=[DeviceConfig(id="g1", kind="access_gate")])
+    validator = Validator(site, load_profiles())
+    reasons: Counter[str] = Counter()
+    messages = hostile_messages("s1", "b1-pump-1", "g1", 2000, seed=3, now=1.8e9)
+    for topic, payload in messages:
+        result = validator.validate(topic, payload)
+        assert isinstance(result, Rejection), (topic, payload[:80], result)
+        reasons[result.reason.value] += 1
+    assert sum(reasons.values()) == 2000
+    assert len(reasons) >= 10
+    assert messages == hostile_messages("s1", "b1-pump-1", "g1", 2000, seed=3, now=1.8e9)
