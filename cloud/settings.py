@@ -40,8 +40,10 @@ class Settings(BaseModel):
     """Lifetime of a user's access token, seconds."""
     rework_window: Duration = 7 * 86400.0
     """The same fault within this time of closing reopens the closed order as rework."""
-    escalation_roles: tuple[str, ...] = ("dispatcher", "supervisor", "manager")
-    """Who is alerted at each step of an SLA breach, in order."""
+    escalation_roles: tuple[str, ...] = Field(
+        default=("dispatcher", "supervisor", "manager"), min_length=1
+    )
+    """Who is alerted at each step of an SLA breach, in order (env: comma-separated)."""
     escalation_step: Duration = 3600.0
     """Time after a breach (and between later steps) before escalating one step further."""
     engine_interval: Duration = 15.0
@@ -65,6 +67,9 @@ class Settings(BaseModel):
             value = os.environ.get(ENV_PREFIX + name.upper())
             if name not in merged and value is not None:
                 merged[name] = value
+        roles = merged.get("escalation_roles")
+        if isinstance(roles, str):
+            merged["escalation_roles"] = tuple(r.strip() for r in roles.split(",") if r.strip())
         return merged
 
     @model_validator(mode="after")

@@ -85,14 +85,22 @@ def test_visits_and_parts_join_the_device_timeline(cloud: CloudHarness) -> None:
     assert detail["visits"][0]["technician"] == "tess"
 
 
-def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+)
+def test_migrations_build_exactly_the_models(
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     from cloud.db import Database
     from tests.servers_cloud import settings_for
 
-    db = Database(settings_for(f"sqlite:///{tmp_path}/m.db"))
+    url = (f"sqlite:///{tmp_path}/m.db" if dialect == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    db = Database(settings_for(url))
+    db.migrate()
     db.migrate()
     db.dispose()
-    engine = create_engine(f"sqlite:///{tmp_path}/m.db")
+    engine = create_engine(url)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()

@@ -276,6 +276,9 @@ def test_a_residents_report_becomes_an_order_and_can_be_rated(cloud: CloudHarnes
     assert rated.json()["rating"] == 4
     followed = cloud.client.get(f"/api/v1/work-orders/{wo['id']}", headers=resident).json()
     assert followed["state"] == "closed"
+    mine = _orders(cloud, resident, reporter="me")
+    assert [o["id"] for o in mine] == [wo["id"]]
+    assert _orders(cloud, boss, reporter="me") == []
     foreign = cloud.client.post("/api/v1/reports", headers=resident, json={
         "site_id": "s2", "category": "cleaning", "title": "x"})
     assert foreign.status_code == 404

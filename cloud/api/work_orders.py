@@ -43,10 +43,16 @@ def list_work_orders(
     event_type: Annotated[str | None, Query(max_length=64)] = None,
     priority: Priority | None = None,
     active: bool | None = None,
+    assignee: Annotated[str | None, Query(max_length=64)] = None,
+    reporter: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[WorkOrderPublic]:
-    """Orders on the caller's sites, newest first, filtered by the given fields."""
+    """Orders on the caller's sites, newest first, filtered by the given fields.
+
+    ``assignee=me`` / ``reporter=me`` stand for the caller (a technician's own orders, the
+    reports a resident follows).
+    """
     stmt = user.scope(select(WorkOrder), WorkOrder.site_id)
     if site_id is not None:
         stmt = stmt.where(WorkOrder.site_id == site_id)
@@ -58,6 +64,10 @@ def list_work_orders(
         stmt = stmt.where(WorkOrder.event_type == event_type)
     if priority is not None:
         stmt = stmt.where(WorkOrder.priority == priority)
+    if assignee is not None:
+        stmt = stmt.where(WorkOrder.assignee == (user.username if assignee == "me" else assignee))
+    if reporter is not None:
+        stmt = stmt.where(WorkOrder.reporter == (user.username if reporter == "me" else reporter))
     if active is not None:
         cond = WorkOrder.state.in_(ACTIVE_STATES)
         stmt = stmt.where(cond if active else ~cond)
