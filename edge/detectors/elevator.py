@@ -7,7 +7,7 @@ from collections import deque
 from device_profiles.messages import Reading
 from device_profiles.schema import DetectorSpec, DeviceProfile
 from device_profiles.site import DeviceConfig
-from edge.detectors.base import Finding, MonitorBase, register
+from edge.detectors.base import DetectorConfigError, Finding, MonitorBase, register
 from edge.detectors.common import Episode, Params, condition_from, rule_event
 
 
@@ -18,9 +18,12 @@ class ElevatorRules(MonitorBase):
       load above ``passenger_kg`` for ``entrapment_after_s``; the episode starts when the car
       stopped there (a data time). Clears as soon as the door opens, the car reaches a
       landing or the load leaves.
-    * door fault: the last door cycle took longer than ``door_cycle_limit_s``, or at least
+    * door fault: ``door_slow_cycles`` of the last ``door_slow_of`` door cycles (3 of 5)
+      took longer than ``door_cycle_limit_s`` (one slow cycle is an obstruction), or at least
       ``reversals_per_cycle`` reversals within ``reversal_window_s``, or a failure to close.
-      Clears after ``door_clear_after_s`` without any of them.
+      Clears after ``door_good_cycles`` (5) healthy door cycles in a row (no longer than
+      ``door_cycle_clear_s``, default the limit minus 1 s) and
+      ``door_clear_after_s`` without any fault (an idle door proves nothing).
     * levelling error: ``leveling_bad_stops`` consecutive stops at a landing with
       ``|leveling_error_mm|`` above ``leveling_limit_mm`` (default: the profile's warn band),
       or one stop beyond twice the limit. Clears after ``leveling_good_stops`` good stops.
@@ -38,6 +41,12 @@ class ElevatorRules(MonitorBase):
         self._level_limit = p.number("leveling_limit_mm", default_limit, lo=0.0)
         self._bad_stops_needed = p.integer("leveling_bad_stops", 2, lo=1)
         self._good_stops_needed = p.integer("leveling_good_stops", 3, lo=1)
+        self._good_cycles_needed = p.integer("door_good_cycles", 5, lo=1)
+        self._cycle_good = p.number("door_cycle_clear_s", self._cycle_limit - 1.0, lo=0.0)
+        self._slow_needed = p.integer("door_slow_cycles", 3, lo=1)
+        self._slow_of = p.integer("door_slow_of", 5, lo=1)
+        if self._slow_needed > self._slow_of:
+            raise DetectorConfigError("elevator_rules: door_slow_cycles exceeds door_slow_of")
         self._door = condition_from(
             p, rule_event(profile, "door_fault"), prefix="door_", clear_after_s=900.0,
             cooldown_s=300.0,
@@ -51,6 +60,8 @@ class ElevatorRules(MonitorBase):
         self._at_stop = False
         self._bad_stops = 0
         self._good_stops = 0
+        self._good_cycles = 0
+        self._recent_slow: deque[bool] = deque(maxlen=self._slow_of)
 
     def observe(self, reading: Reading) -> list[Finding]:
         v = reading.values
@@ -85,10 +96,13 @@ class ElevatorRules(MonitorBase):
             self._rev_sum += reversals
         while self._rev and self._rev[0][0] <= ts - self._rev_window:
             self._rev_sum -= self._rev.popleft()[1]
-        cycle = v.get("door_cycle_s", 0.0)
+        reported = v.get("door_cycle_s")
+        cycle = reported if reported is not None else 0.0
         failures = v.get("door_close_failures", 0.0)
         reasons = []
-        if cycle > self._cycle_limit:
+        if reported is not None:
+            self._recent_slow.append(reported > self._cycle_limit)
+        if reported is not None and sum(self._recent_slow) >= self._slow_needed:
             reasons.append("slow_cycle")
         if self._rev_sum >= self._reversals:
             reasons.append("reversals")
@@ -99,6 +113,14 @@ class ElevatorRules(MonitorBase):
              "close_failures": failures}
             if reasons else None
         )
+        if reasons:
+            self._good_cycles = 0
+        elif reported is not None and reported <= self._cycle_good:
+            self._good_cycles += 1
+        if self._door.episode.active and not reasons and (
+            self._good_cycles < self._good_cycles_needed
+        ):
+            return []
         return self._door.update(ts, bool(reasons), evidence)
 
     def _leveling_step(self, ts: float, v: dict[str, float]) -> list[Finding]:
