@@ -1,0 +1,189 @@
+"""Memory benchmark: the edge agent's resident memory with 5,000 devices over a long run.
+
+Real processes: Mosquitto, VictoriaMetrics, ``gatehouse cloud serve`` (SQLite),
+``gatehouse edge`` (whole pipeline: validation, every detector, outbox, TSDB writer,
+forwarder) and ``gatehouse simulate estate`` publishing a 498-building estate (996
+elevators, 996 pumps, 2,490 smart meters, 498 cameras, 20 access gates: 5,000 devices,
+about 1,800 messages/s) in real time for ``--duration`` seconds.
+
+The agent's ``VmRSS`` is sampled every ``--sample`` seconds. The baseline, measured in the
+same run, is the agent's memory once started with every monitor of the 5,000 devices
+built but before any message arrives. Reported: the baseline, the memory after the first
+fifth of the run (warm), at the end and at its peak, the growth from warm to the end and
+the slope over the second half (MB per minute), and whether the agent kept up (messages
+received against messages published, queue depth).
+
+Some detectors keep bounded per-device windows that fill for longer than a short run
+(the pumps' trend detector: 30 minutes of samples); their growth is bounded, and the
+docs/benchmarks/performance.md record says how much is left to fill.
+
+    .venv/bin/python bench/bench_memory.py [--duration 600] [--sample 10] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    BenchError,
+    cloud_process,
+    edge_process,
+    gatehouse,
+    provision,
+    report,
+    rss_bytes,
+    spawn,
+    wait_connected,
+    write_site,
+)
+from device_profiles.site import (
+    CloudConfig,
+    EstateLayout,
+    MqttConfig,
+    SiteConfig,
+    TsdbConfig,
+)
+from tests.servers import mosquitto
+from tests.servers_tsdb import victoria_metrics
+
+MB = 1024 * 1024
+
+
+def layout(buildings: int, gates: int) -> EstateLayout:
+    return EstateLayout(buildings=buildings, floors=18, elevators_per_building=2,
+                        pumps_per_building=2, meters_per_building=5, cameras_per_building=1,
+                        gates=gates)
+
+
+def slope_mb_per_min(points: list[tuple[float, int]]) -> float:
+    """Least-squares slope of RSS over time (MB per minute)."""
+    if len(points) < 2:
+        return 0.0
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mr = sum(r for _, r in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var == 0:
+        return 0.0
+    cov = sum((t - mt) * (r - mr) for t, r in points)
+    return cov / var * 60 / MB
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gh-memory-")))
+        broker = stack.enter_context(mosquitto(tmp / "mqtt"))
+        vm = stack.enter_context(victoria_metrics(tmp / "vm"))
+        db_url = f"sqlite:///{tmp / 'cloud.db'}"
+        site = SiteConfig(
+            site_id="memory", gateway_id="gw-memory", data_dir=str(tmp / "edge-data"),
+            mqtt=MqttConfig(url=broker.url, client_id="bench-memory-edge"),
+            cloud=CloudConfig(url="http://127.0.0.1:1"), tsdb=TsdbConfig(url=vm.url),
+            estate=layout(args.buildings, args.gates),
+        )
+        devices = site.all_devices()
+        site.cloud.token = provision(db_url, {site.site_id: site})[site.site_id]
+        base, _ = stack.enter_context(cloud_process(db_url, tmp / "cloud"))
+        site.cloud.url = base
+        edge = stack.enter_context(edge_process(site, tmp / "edge"))
+        wait_connected(edge)
+        time.sleep(2.0)
+        baseline = rss_bytes(edge.process.pid)
+        sim = spawn("simulator", gatehouse(
+            "--log-level", "WARNING", "simulate", "estate", "--config",
+            str(write_site(site, tmp / "site.yaml")), "--broker", broker.url, "--qos", "1",
+            "--duration", str(args.duration), "--stats-every", "0", "--seed", "7",
+        ), tmp)
+        samples: list[tuple[float, int]] = []
+        received: list[tuple[float, float]] = []
+        started = time.monotonic()
+        while sim.alive():
+            if not edge.process.alive():
+                raise BenchError(f"the agent died: {edge.process.tail()}")
+            t = time.monotonic() - started
+            samples.append((t, rss_bytes(edge.process.pid)))
+            received.append((t, edge.metrics().get("messages_received", 0.0)))
+            time.sleep(args.sample)
+            if t > args.duration + 300:
+                sim.stop()
+                raise BenchError("the simulator did not stop by itself")
+        time.sleep(3.0)
+        final = edge.metrics()
+        samples.append((time.monotonic() - started, rss_bytes(edge.process.pid)))
+        stats_lines = [line for line in sim.tail(20000).splitlines() if line.startswith("{")]
+        sim_stats: dict[str, Any] = json.loads(stats_lines[-1]) if stats_lines else {}
+    # The simulator starts publishing after it has built its 5,000 models: the run is
+    # measured from the agent's first message.
+    first = next((t for t, n in received if n > 0), 0.0)
+    run_samples = [(t, r) for t, r in samples if t >= first]
+    span = run_samples[-1][0] - run_samples[0][0] if run_samples else 0.0
+    warm_t = run_samples[0][0] + span / 5 if run_samples else 0.0
+    warm = next((r for t, r in run_samples if t >= warm_t), baseline)
+    second_half = [(t, r) for t, r in run_samples if t >= run_samples[0][0] + span / 2]
+    end = run_samples[-1][1] if run_samples else baseline
+    published = float(sim_stats.get("telemetry_published", 0.0)) + float(
+        sim_stats.get("events_published", 0.0))
+    got = final.get("messages_received", 0.0)
+    return {
+        "devices": len(devices),
+        "kinds": {k: sum(d.kind == k for d in devices) for k in sorted({d.kind for d in devices})},
+        "duration_s": round(span, 1),
+        "published": int(published),
+        "published_per_s": round(published / span, 1) if span else 0.0,
+        "agent_received": int(got),
+        "agent_rejected": int(final.get("rejects", 0)),
+        "agent_queue_at_end": int(final.get("queue_depth", 0)),
+        "events_raised": int(final.get("events", 0)),
+        "rss_mb": {
+            "baseline_idle_all_monitors_built": round(baseline / MB, 1),
+            "warm": round(warm / MB, 1), "end": round(end / MB, 1),
+            "peak": round(max(r for _, r in run_samples) / MB, 1) if run_samples else 0.0,
+        },
+        "growth_warm_to_end_mb": round((end - warm) / MB, 1),
+        "slope_second_half_mb_per_min": round(slope_mb_per_min(second_half), 3),
+        "ratio_end_to_baseline": round(end / baseline, 2),
+        "series": [(round(t, 1), round(r / MB, 1)) for t, r in samples],
+    }
+
+
+def summary(r: dict[str, Any]) -> str:
+    m = r["rss_mb"]
+    return (
+        f"edge agent with {r['devices']} devices, {r['duration_s']:.0f} s at "
+        f"{r['published_per_s']:.0f} msg/s ({r['agent_received']} of {r['published']} received,"
+        f" queue {r['agent_queue_at_end']} at the end):\n"
+        f"  RSS idle with all monitors built {m['baseline_idle_all_monitors_built']:.0f} MB, "
+        f"warm {m['warm']:.0f} MB, end {m['end']:.0f} MB, peak {m['peak']:.0f} MB "
+        f"(end/idle {r['ratio_end_to_baseline']}x)\n"
+        f"  growth warm->end {r['growth_warm_to_end_mb']:+.1f} MB, second-half slope "
+        f"{r['slope_second_half_mb_per_min']:+.2f} MB/min"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=600.0)
+    parser.add_argument("--sample", type=float, default=10.0)
+    parser.add_argument("--buildings", type=int, default=498)
+    parser.add_argument("--gates", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="20 s, 40 buildings (the tests)")
+    parser.add_argument("--json-out", type=Path)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.sample, args.buildings, args.gates = 20.0, 1.0, 40, 4
+    result = run(args)
+    report("memory", result, summary(result), args.json_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
