@@ -98,11 +98,41 @@ def _render(out: Path, seconds: float) -> None:
                          distractors=DISTRACTORS), out)
 
 
+def render_independent(out: Path, clips: int, seed: int) -> int:
+    """Write ``clips`` clips made by the independent renderer of the tests (a level camera,
+    brick facade, square objects, Euler physics, MJPEG) with random throws, for
+    ``gatehouse eval throwing``: the figures on scenes the simulator never drew."""
+    from tests.test_camera_video import independent_clip
+
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(clips):
+        throws = []
+        t = float(rng.uniform(1.5, 2.5))
+        for _ in range(int(rng.integers(1, 3))):
+            throws.append({"floor": int(rng.integers(3, 8)), "x": float(rng.uniform(160, 800)),
+                           "t": t, "side": float(rng.uniform(2.5, 8.0)),
+                           "drag": float(rng.choice([0.0, 0.0, 0.5, 1.5])),
+                           "vx": float(rng.uniform(-3, 3))})
+            t += float(rng.uniform(3.0, 4.0))
+        independent_clip(out, f"indep_{i:03d}", seed * 1000 + i, throws, seconds=t + 3.0,
+                         rain=bool(rng.random() < 0.5), night=bool(rng.random() < 0.3))
+    return clips
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", help="folder of clips (default: render two 1280x720 clips)")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of rendered clips")
+    ap.add_argument("--render-independent", metavar="DIR",
+                    help="only write clips of the independent renderer into DIR and exit")
+    ap.add_argument("--clips", type=int, default=20, help="clips for --render-independent")
+    ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
+    if args.render_independent:
+        n = render_independent(Path(args.render_independent), args.clips, args.seed)
+        print(json.dumps({"clips": n, "out": args.render_independent}))
+        return 0
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory(prefix="bench_camera_") as tmp:
         folder = Path(args.dir) if args.dir else Path(tmp)

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # --- an independent renderer ------------------------------------------------------------
 def independent_clip(
     out: Path, name: str, seed: int, throws: list[dict[str, float]], seconds: float = 9.0,
-    width: int = 960, height: int = 540, fps: int = 25, rain: bool = True,
+    width: int = 960, height: int = 540, fps: int = 25, rain: bool = True, night: bool = False,
 ) -> Path:
     """Render a clip differently from ``simulators.camera``: colour, a level camera (evenly
     spaced floors), a brick texture, square objects integrated with Euler steps and linear
@@ -49,12 +49,15 @@ def independent_clip(
             bg[top + 14:top + 44, cx:cx + 50] = (40, 40, 45)
         bg[lines[k] - 2:lines[k], left:right] = (160, 160, 160)
     bg[ground:, :] = (90, 90, 90)
+    if night:
+        bg = (bg.astype(np.float32) * 0.22).astype(np.uint8)
     meta_throws = []
     objs = []
     for th in throws:
         z0 = (th["floor"] - 1) * 3.0 + 1.3
         objs.append({**th, "z": z0, "vz": 0.0, "xm": (th["x"] - left) / ppm, "end": -1,
-                     "colour": tuple(int(c) for c in rng.integers(0, 60, 3))})
+                     "colour": tuple(int(c) for c in (rng.integers(150, 230, 3) if night
+                                                      else rng.integers(0, 60, 3)))})
     n = int(seconds * fps)
     path = out / f"{name}.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))

@@ -50,6 +50,11 @@ class FallParams:
     accel_window_s: float = 1.2
     min_accel_g: float = 0.35
     min_accel_sigma: float = 4.0
+    rest_speed_mps: float = 0.8
+    """A track whose first six sightings descend slower than this (or by at most two
+    pixels) started at rest in view."""
+    rest_release_s: float = 0.3
+    min_line_ratio: float = 3.0
     max_mean_gap: float = 1.5
     """Mean frames between sightings: chained rain drops leave gaps, a tracked object few."""
 
@@ -110,7 +115,11 @@ def check_fall(
     if gaps > p.max_mean_gap:
         return FallFit(False, "sparse")
     acc, acc_se = _early_acceleration(t, h, ppm, p.accel_window_s)
-    if -acc < p.min_accel_g * G or -acc < p.min_accel_sigma * acc_se:
+    accelerates = -acc >= p.min_accel_g * G and -acc >= p.min_accel_sigma * acc_se
+    k = min(n, 6)
+    rest_px = max(2.0, p.rest_speed_mps * (t[k - 1] - t[0]) * float(ppm[0]))
+    starts_at_rest = y[k - 1] - y[0] <= rest_px
+    if not accelerates and not starts_at_rest:
         return FallFit(False, "no_acceleration")
     # blur and segmentation move the centroid of a fast object: allow 10 % of its step
     step = np.abs(np.gradient(y, t)) / fps
@@ -166,6 +175,13 @@ def check_fall(
         return _with(fit, False, "shape")
     if gain < max(p.min_speed_gain_mps, 0.3 * v1):
         return _with(fit, False, "no_acceleration")
+    if not accelerates:
+        # a light object seen from its release: at rest, then at speed; a straight line
+        # (rain, a gliding bird) cannot fit that, and the release must be where it started
+        line_rms = _line_rms(t, y, tol)
+        if (line_rms < p.min_line_ratio * max(rms, 0.5)
+                or t[0] - rel_t > p.rest_release_s):
+            return _with(fit, False, "no_acceleration")
     if abs(vx) > p.max_sideways_mps:
         return _with(fit, False, "sideways")
     if x_rms > p.max_sideways_rms_px:
@@ -192,6 +208,14 @@ def _early_acceleration(
     except np.linalg.LinAlgError:
         return 0.0, float("inf")
     return float(coef[2]), float(np.sqrt(max(cov[2, 2], 0.0)))
+
+
+def _line_rms(t: FloatArray, y: FloatArray, tol: FloatArray) -> float:
+    """RMS residual (in tolerance units) of the best constant-velocity fit of the rows."""
+    a = np.vstack([t - t[0], np.ones_like(t)]).T / tol[:, None]
+    coef, *_ = np.linalg.lstsq(a, y / tol, rcond=None)
+    res = y / tol - a @ coef
+    return float(np.sqrt((res * res).mean()))
 
 
 def _with(fit: FallFit, ok: bool, reason: str) -> FallFit:

@@ -347,15 +347,17 @@ class CameraService:
             start = spec.start_ts if spec.start_ts is not None else self._clock()
             wall0 = time.monotonic()
             n = 0
+            last: npt.NDArray[np.uint8] | None = None
             while not self._stop.is_set():
                 ok, frame = cap.read()
                 if not ok or frame is None:
                     if n and is_file:
                         alarms_end = cam.det.finish(cam.index) if cam.det else []
                         for alarm in alarms_end:
-                            self._raise(cam, alarm, cam.ts_at(cam.index), None)
+                            self._raise(cam, alarm, cam.ts_at(cam.index), last)
                     return n > 0, is_file and n > 0
                 img = np.asarray(frame, np.uint8)
+                last = img
                 h, w = img.shape[:2]
                 det = cam.detector(w, h, fps)
                 ts = start + n / fps if is_file else self._clock()
