@@ -464,14 +464,15 @@ class Agent:
                     p.critical = []
                 except StoreFull:
                     self.metrics.inc("critical_held")
-            if p.events and retry_events and self._room_for_events():
+            if p.events and retry_events:
                 try:
+                    if not self._room_for_events():
+                        raise StoreFull("waiting for free space above the low-water mark")
                     self._put(p.events, critical=False)
                     p.events = []
                 except StoreFull:
-                    pass
+                    self._retry_at = time.monotonic() + self.options.held_retry
             if p.critical or p.events:
-                self._retry_at = time.monotonic() + self.options.held_retry
                 return False
         acks, p.acks = p.acks, []
         sent = sum(1 for msg in acks if self._source.ack(msg))

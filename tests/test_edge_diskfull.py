@@ -26,13 +26,15 @@ PUMP = "gh/s1/water_pump/pump-1/telemetry"
 MB = 1024 * 1024
 
 
-def wait_until(cond: Callable[[], bool], timeout: float = 20.0) -> None:
+def wait_until(
+    cond: Callable[[], bool], timeout: float = 20.0, state: Callable[[], object] = str
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
             return
         time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
+    raise AssertionError(f"condition not reached in time; state: {state()}")
 
 
 @pytest.fixture
@@ -113,7 +115,8 @@ def test_full_disk_keeps_critical_events_and_recovers(tiny_disk: Path) -> None:
         assert agent.stats()["telemetry_dropped"] > 0
 
         filler.unlink()
-        wait_until(lambda: agent.stats()["acked"] == pushed + 1)
+        wait_until(lambda: agent.stats()["acked"] == pushed + 1,
+                   state=lambda: (agent.stats(), agent.health(), agent.metrics.render()))
         wait_until(lambda: agent.health()["reasons"] == ["cloud_unreachable"])
         cloud.down = False
         wait_until(lambda: agent.health()["status"] == "ok")
