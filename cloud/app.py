@@ -21,6 +21,7 @@ from cloud.api import (
     stream,
     work_orders,
 )
+from cloud.api.guards import RejectNul
 from cloud.clock import Clock, SystemClock
 from cloud.context import AppContext
 from cloud.db import Database
@@ -72,6 +73,7 @@ def create_app(
         title="gatehouse cloud", version=__version__, lifespan=lifespan,
         description="Event intake, work orders with SLAs, the device ledger, users and sites.",
     )
+    app.add_middleware(RejectNul)
     app.state.ctx = ctx
     app.state.engine = engine
     for module in (events, auth, work_orders, devices, sites, stream, reporting, people):

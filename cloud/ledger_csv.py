@@ -51,8 +51,11 @@ def to_csv(rows: Iterable[LedgerRow]) -> str:
 
 def parse_csv(text: str, default_site: str | None) -> tuple[list[LedgerRow], list[RowError]]:
     """Rows and the errors of every bad line (line 1 is the header)."""
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:
+        return [], [RowError(1, f"not CSV: {exc}")]
     missing = {"device_id", "kind"} - set(header)
     if missing:
         return [], [RowError(1, f"missing column(s): {', '.join(sorted(missing))}")]
@@ -61,14 +64,23 @@ def parse_csv(text: str, default_site: str | None) -> tuple[list[LedgerRow], lis
         return [], [RowError(1, f"unknown column(s): {', '.join(sorted(unknown))}")]
     rows: list[LedgerRow] = []
     errors: list[RowError] = []
-    for i, raw in enumerate(reader, start=2):
-        if i > MAX_ROWS + 1:
-            errors.append(RowError(i, f"more than {MAX_ROWS} rows"))
+    line = 1
+    while True:
+        line += 1
+        try:
+            raw = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            errors.append(RowError(line, f"not CSV: {exc}"))
+            break
+        if line > MAX_ROWS + 1:
+            errors.append(RowError(line, f"more than {MAX_ROWS} rows"))
             break
         try:
             rows.append(_row(raw, default_site))
         except ValueError as exc:
-            errors.append(RowError(i, str(exc)))
+            errors.append(RowError(line, str(exc)))
     return rows, errors
 
 

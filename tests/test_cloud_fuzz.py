@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
@@ -21,8 +22,15 @@ SKIPPED = ("/api/v1/stream",)
 EXAMPLES = 25
 
 
-def test_no_generated_request_causes_a_server_error(tmp_path: Path) -> None:
-    with harness(f"sqlite:///{tmp_path}/fuzz.db") as cloud:
+@pytest.mark.parametrize(
+    "dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+)
+def test_no_generated_request_causes_a_server_error(
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (f"sqlite:///{tmp_path}/fuzz.db" if dialect == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    with harness(url) as cloud:
         cloud.send("s1", [event()])
         admin = cloud.user("ada", "admin", ["s1"])
         gateway = cloud.gateway("s1")

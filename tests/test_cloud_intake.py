@@ -219,3 +219,16 @@ def test_the_stream_sends_every_order_change_of_the_callers_sites(cloud: CloudHa
         **user, "Last-Event-ID": str(ids[0])}, params={"max_seconds": 0.3}) as reply:
         again = [line for line in reply.iter_lines() if line.startswith("event:")]
     assert again == ["event: work_order.event"]
+
+
+def test_nul_characters_are_refused_before_the_database(cloud: CloudHarness) -> None:
+    admin = cloud.user("ada", "admin", ["s1"])
+    assert cloud.client.get("/api/v1/work-orders", headers=admin,
+                            params={"event_type": "\x00"}).status_code == 422
+    body = {"events": [event(device_id="b1-elev-1").model_dump(mode="json")]}
+    body["events"][0]["gateway_id"] = "gw\x00"
+    reply = cloud.client.post("/api/v1/events", json=body, headers=cloud.gateway("s1"))
+    assert reply.status_code == 422
+    assert cloud.client.post("/api/v1/devices/import?site_id=s1", headers=admin,
+                             content=b"device_id,kind\nx\x00,elevator\n").status_code == 422
+    assert cloud.send("s1", [event()]).status_code == 200
