@@ -4,7 +4,8 @@ on the SLA clocks, and the audit trail every change leaves.
 States: open -> assigned -> in_progress -> resolved -> closed, with on_hold as a pause (the
 resolve clock stops: ``resolve_due`` moves on by the time held) and cancelled as an exit.
 ``closed`` and ``cancelled`` are final for people; only the engine reopens a closed order, as
-rework, when the same fault comes back within the rework window.
+rework, when the same fault comes back within the rework window. Resolving a device's order
+records a maintenance visit in the device's history.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from cloud import changes
-from cloud.models import WorkOrder, WorkOrderAudit
+from cloud.models import MaintenanceVisit, WorkOrder, WorkOrderAudit
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "open": frozenset({"assigned", "on_hold", "cancelled"}),
@@ -102,6 +103,13 @@ def transition(
         order.resolved_at = now
         if now > order.resolve_due:
             order.resolve_breached = True
+        if order.device_id is not None:
+            session.add(MaintenanceVisit(
+                site_id=order.site_id, device_id=order.device_id, ts=now,
+                technician=order.assignee or actor.name, work_order_id=order.id,
+                notes=f"resolved #{order.id} {order.title}" + (f": {note}" if note else ""),
+                parts=[],
+            ))
     elif to == "closed":
         order.closed_at = now
     elif to == "cancelled":

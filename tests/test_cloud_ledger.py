@@ -85,6 +85,21 @@ def test_visits_and_parts_join_the_device_timeline(cloud: CloudHarness) -> None:
     assert detail["visits"][0]["technician"] == "tess"
 
 
+def test_resolving_an_order_records_a_visit(cloud: CloudHarness) -> None:
+    boss = cloud.user("dora", "dispatcher", ["s1"])
+    cloud.send("s1", [event()])
+    (wo,) = cloud.client.get("/api/v1/work-orders", headers=boss).json()
+    for to in ("assigned", "in_progress", "resolved"):
+        body = {"to": to, "assignee": "tess"} if to == "assigned" else {"to": to}
+        if to == "resolved":
+            body["note"] = "door belt replaced"
+        cloud.client.post(f"/api/v1/work-orders/{wo['id']}/transition", headers=boss, json=body)
+    detail = cloud.client.get("/api/v1/devices/b1-elev-1?site_id=s1", headers=boss).json()
+    (visit,) = detail["visits"]
+    assert (visit["technician"], visit["work_order_id"]) == ("tess", wo["id"])
+    assert visit["notes"].endswith("door belt replaced")
+
+
 @pytest.mark.parametrize(
     "dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
 )
