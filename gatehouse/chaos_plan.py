@@ -103,5 +103,5 @@ QUICK = ChaosPlan(
     edge_kills=1, cloud_kills=1, disk_fills=1, disk_full_s=6.0, broker_down_s=2.0,
     edge_down_s=2.0, gap_s=4.0, gates=8, buildings=1, floors=6, sim_speed=5.0,
     random_faults=8, disk_mb=32, spool_mb=0.05, reserve_mb=1.0, low_water_mb=2.0,
-    drain_timeout_s=150.0, retry_max_s=2.0, hostile=1_000,
+    drain_timeout_s=90.0, retry_max_s=2.0, hostile=1_000, recover_timeout_s=30.0,
 )

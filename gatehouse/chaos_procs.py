@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -161,6 +162,19 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
 
 
+def _let_broker_write(workdir: Path) -> None:
+    """Started as root, Mosquitto drops to the ``mosquitto`` user; its persistence folder
+    must then belong to that user, or every save fails ("Permission denied") and a restart
+    silently forgets every session and queued message."""
+    if os.geteuid() != 0:
+        return
+    try:
+        entry = pwd.getpwnam("mosquitto")
+    except KeyError:
+        return
+    os.chown(workdir, entry.pw_uid, entry.pw_gid)
+
+
 class Broker:
     """A private Mosquitto with persistence; ``restart`` keeps its port and its sessions.
 
@@ -178,6 +192,7 @@ class Broker:
         self.workdir = workdir
         self.port = port or free_port()
         workdir.mkdir(parents=True, exist_ok=True)
+        _let_broker_write(workdir)
         conf = workdir / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
@@ -209,3 +224,8 @@ class Broker:
     def restart(self) -> float:
         self.stop()
         return self.start()
+
+    def errors(self) -> list[str]:
+        """Error lines of the broker's log (for example failed persistence saves)."""
+        return [line for line in self.process.log_tail(200_000).splitlines()
+                if "Error" in line]

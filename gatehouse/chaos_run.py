@@ -218,6 +218,10 @@ class ChaosRun:
                 self.notes.append(f"edge exited with {edge_exit} on SIGTERM")
             cloud.terminate()
             broker.stop()
+            broker_errors = broker.errors()
+            if broker_errors:
+                self.notes.append(f"broker log has {len(broker_errors)} error line(s), first: "
+                                  f"{broker_errors[0]}")
             stores = read_edge_stores(data_dir)
             events, orders = read_cloud(database_url, self.site_id)
             result = audit(load.confirmed, events, orders, stores,
