@@ -21,13 +21,15 @@ PROFILES = load_profiles()
 OPTS = AgentOptions(reserve_bytes=0, low_water_bytes=0)
 
 
-def wait_until(cond: Callable[[], bool], timeout: float = 30.0) -> None:
+def wait_until(
+    cond: Callable[[], bool], timeout: float = 30.0, state: Callable[[], object] = str
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
             return
         time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
+    raise AssertionError(f"condition not reached in time; state: {state()}")
 
 
 def unique_site() -> str:
@@ -65,12 +67,12 @@ def test_a_thousand_malformed_payloads_are_refused_while_good_telemetry_flows(
                 pub.publish(base, pump_payload(t0 + good))
                 good += 1
         pub.flush()
-        wait_until(lambda: agent.stats()["received"] == 1000 + good)
+        wait_until(lambda: agent.stats()["received"] == 1000 + good, state=agent.stats)
         stats = agent.stats()
         assert stats["rejects"] == expected
         assert stats["rejected"] == 1000
         assert stats["readings"] == good == 250
-        wait_until(lambda: agent.stats()["acked"] == 1250)
+        wait_until(lambda: agent.stats()["acked"] == 1250, state=agent.stats)
         assert agent.metrics.counters_by("detector_errors", "detector") == {}
         letters = agent.deadletters.by_reason()
         assert sum(letters.values()) == 1000

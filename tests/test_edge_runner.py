@@ -336,3 +336,19 @@ def test_cli_check_and_clear_errors(
     assert "mqtt.bogus" in err and "--check" in err
     assert main(["edge", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)
+def test_start_and_stop_without_a_broker(tmp_path: Path) -> None:
+    """The real MQTT input keeps retrying an absent broker, reports it, and stops (a hang
+    would trip the test timeout)."""
+    agent = Agent(
+        make_site("s1", data_dir=tmp_path, mqtt_url="mqtt://127.0.0.1:9"), profiles=PROFILES,
+        options=AgentOptions(reserve_bytes=0, low_water_bytes=0, forward=False),
+        outputs={}, monitor_factory=fake_monitors,
+    )
+    agent.start()
+    health = agent.health()
+    assert health["status"] == "degraded" and "mqtt_disconnected" in health["reasons"]
+    agent.stop()
+    assert agent.stats()["mqtt_connected"] is False
