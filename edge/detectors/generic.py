@@ -43,6 +43,7 @@ class OutOfRange(MonitorBase):
             clear_after_s=2 * profile.sampling_period,
         )
         p.done()
+        self._dirty = False
 
     def observe(self, reading: Reading) -> list[Finding]:
         values = reading.values
@@ -50,17 +51,20 @@ class OutOfRange(MonitorBase):
         inside_clear = True
         for name, lo, hi, clo, chi in self._bounds:
             v = values.get(name)
-            if v is None:
+            if v is None or clo <= v <= chi:
                 continue
+            inside_clear = False
             if v < lo or v > hi:
                 out[name] = {"value": v, "warn_low": lo, "warn_high": hi}
-            if v < clo or v > chi:
-                inside_clear = False
         if out:
+            self._dirty = True
             return self._rule.update(reading.ts, True, {"fields": out})
-        if self._rule.episode.active and not inside_clear:
-            return []
-        return self._rule.update(reading.ts, False)
+        if self._rule.episode.active:
+            return self._rule.update(reading.ts, False) if inside_clear else []
+        if self._dirty:
+            self._dirty = False
+            return self._rule.update(reading.ts, False)
+        return []
 
 
 class StuckSensor(MonitorBase):
@@ -93,26 +97,30 @@ class StuckSensor(MonitorBase):
         values = reading.values
         if self._only_when is not None and not values.get(self._only_when):
             return []
+        last, run, tol, ignore, window = (
+            self._last, self._run, self._tol, self._ignore, self._window
+        )
         for name in self._fields:
             v = values.get(name)
             if v is None:
                 continue
-            last = self._last.get(name)
-            self._last[name] = v
-            if last is None or abs(v - last) > self._tol or (
-                self._ignore is not None and v == self._ignore
-            ):
-                self._run[name] = 1
-                self._stuck.discard(name)
+            prev = last.get(name)
+            last[name] = v
+            if prev is None or abs(v - prev) > tol or v == ignore:
+                run[name] = 1
+                if self._stuck:
+                    self._stuck.discard(name)
                 continue
-            self._run[name] += 1
-            if self._run[name] >= self._window:
+            n = run[name] + 1
+            run[name] = n
+            if n >= window:
                 self._stuck.add(name)
         if self._stuck:
-            stuck = {n: {"value": self._last[n], "samples": self._run[n]} for n in self._stuck}
-            evidence = {"fields": stuck}
-            return self._episode.raise_(reading.ts, evidence)
-        return self._episode.clear(reading.ts)
+            stuck = {n: {"value": last[n], "samples": run[n]} for n in self._stuck}
+            return self._episode.raise_(reading.ts, {"fields": stuck})
+        if self._episode.active:
+            return self._episode.clear(reading.ts)
+        return []
 
 
 class Offline(MonitorBase):

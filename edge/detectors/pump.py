@@ -58,8 +58,9 @@ class PumpRules(MonitorBase):
     * cavitation: running at normal current (>= ``cav_current_ratio``), vibration at least
       ``cav_vibration_ratio`` of normal and pressure (and flow) below ``cav_drop_ratio``;
     * leak: while idle, pressure falls at ``leak_rate_bar_per_h`` or faster: the slope of a
-      least-squares line through the idle period's pressure, once it spans
-      ``leak_min_idle_s`` and is clear of noise (t >= 4); a healthy closed system holds it.
+      least-squares line through the idle period's pressure (its last hour at most), once
+      it spans ``leak_min_idle_s`` and is clear of noise (t >= 4), judged every 10 samples;
+      a healthy closed system holds its pressure.
     """
 
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
@@ -91,6 +92,7 @@ class PumpRules(MonitorBase):
         self._pressure = _Ewma(self._alpha)
         self._flow = _Ewma(self._alpha)
         self._idle: tuple[float, LinearTrend] | None = None
+        self._idle_n = 0
 
     def _learn(self, current: float, vib: float, pressure: float, flow: float | None) -> None:
         self._current.add(current)
@@ -148,11 +150,13 @@ class PumpRules(MonitorBase):
             self._idle = None
             return []
         if self._idle is None:
-            self._idle = (ts, LinearTrend(float("inf")))
+            self._idle = (ts, LinearTrend(max(3600.0, 2 * self._leak_idle)))
+            self._idle_n = 0
         t0, line = self._idle
         line.add(ts, pressure)
+        self._idle_n += 1
         elapsed = ts - t0
-        if elapsed < self._leak_idle:
+        if elapsed < self._leak_idle or self._idle_n % 10:
             return []
         fit = line.fit()
         if fit is None:

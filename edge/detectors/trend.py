@@ -8,11 +8,13 @@ For each watched field with a ``limit`` the detector keeps the samples of the la
 * the slope is at least ``min_slope_per_hour`` and statistically clear (t >= ``min_t``),
 * the fitted line reaches the limit within ``horizon_hours``,
 
-and has stayed so for ``min_duration_s``. With ``only_when`` (a field) and
-``only_when_min``, only samples taken in that operating state count (a pump's bearing
-vibration means something only while it runs), after ``settle_s`` seconds in it.
-``median_of`` (default 1) feeds the line the running median of that many samples, so a
-start or stop transient of a few samples cannot tilt it.
+and has stayed so for ``min_duration_s`` (judged every ``every`` samples, default 10: a
+trend over a window of hours does not change from one sample to the next). With
+``only_when`` (a field) and ``only_when_min``, only samples taken in that operating state
+count (a pump's bearing vibration means something only while it runs), after ``settle_s``
+seconds in it.
+``median_of`` (default 1) feeds the line the median of each block of that many samples, so
+a start or stop transient of a few samples cannot tilt it (and the line costs less).
 
 The finding carries a :class:`Forecast`: hours until the line reaches the limit, from the
 line of the last ``forecast_window`` seconds (default: the whole window), so a window that
@@ -129,6 +131,8 @@ class Trend(MonitorBase):
         self._only_min = p.number("only_when_min", 0.5)
         self._settle = p.number("settle_s", 0.0, lo=0.0)
         self._median_of = p.integer("median_of", 1, lo=1)
+        self._every = p.integer("every", 10, lo=1)
+        self._count = 0
         if self._only_when is not None and self._only_when not in profile.fields:
             raise DetectorConfigError(f"trend: only_when names unknown field {self._only_when!r}")
         self._gate = Hysteresis(
@@ -150,9 +154,7 @@ class Trend(MonitorBase):
             {name: LinearTrend(forecast_window) for name in self._limits}
             if forecast_window < window else self._lines
         )
-        self._recent: dict[str, deque[float]] = {
-            name: deque(maxlen=self._median_of) for name in self._limits
-        }
+        self._recent: dict[str, list[float]] = {name: [] for name in self._limits}
         self._state_since: float | None = None
         self._episode = Episode(event_type(profile, spec, "trend"))
 
@@ -203,16 +205,20 @@ class Trend(MonitorBase):
         for name, line in self._lines.items():
             v = reading.values.get(name)
             if v is not None:
-                recent = self._recent[name]
-                recent.append(v)
-                if len(recent) < self._median_of:
+                block = self._recent[name]
+                block.append(v)
+                if len(block) < self._median_of:
                     continue
-                value = sorted(recent)[len(recent) // 2] if len(recent) > 1 else v
+                value = sorted(block)[len(block) // 2] if len(block) > 1 else v
+                block.clear()
                 line.add(ts, value)
                 if self._recent_lines is not self._lines:
                     self._recent_lines[name].add(ts, value)
                 seen = True
         if not seen:
+            return []
+        self._count += 1
+        if self._count % self._every and not self._episode.active:
             return []
         best, trending = self._forecast()
         score = 1.0 if best is not None else (0.5 if trending else 0.0)
