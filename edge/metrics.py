@@ -3,7 +3,8 @@
 :class:`Metrics` holds labelled counters and gauges; collectors (callables) add gauges that
 are read at scrape time (outbox depth, disk state). :class:`HealthServer` serves
 ``/healthz`` (JSON; HTTP 200 when ``ok``, 503 when ``degraded`` or ``down``) and
-``/metrics`` (Prometheus text format) from a stdlib ``ThreadingHTTPServer`` thread.
+``/metrics`` (Prometheus text format), plus extra JSON pages (the agent adds
+``/deadletters``), from a stdlib ``ThreadingHTTPServer`` thread.
 Secrets never appear here: only counts, ages and states.
 """
 
@@ -15,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +116,12 @@ class HealthServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        routes: Mapping[str, Callable[[Mapping[str, str]], Any]] | None = None,
     ) -> None:
+        """``routes``: extra JSON pages by path; each gets the query parameters."""
         self._metrics = metrics
         self._health = health
+        self._routes = dict(routes or {})
         handler = self._handler()
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
@@ -137,12 +142,20 @@ class HealthServer:
         self._thread.join(timeout=5)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        metrics, health = self._metrics, self._health
+        metrics, health, routes = self._metrics, self._health, self._routes
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
+                path, _, query = self.path.partition("?")
+                if path in routes:
+                    params = {k: v[-1] for k, v in parse_qs(query).items()}
+                    try:
+                        body = json.dumps(routes[path](params)).encode()
+                    except ValueError as exc:
+                        self._reply(400, "text/plain", f"{exc}\n".encode())
+                        return
+                    self._reply(200, "application/json", body)
+                elif path == "/metrics":
                     body = metrics.render().encode()
                     self._reply(200, "text/plain; version=0.0.4", body)
                 elif path == "/healthz":
@@ -150,7 +163,8 @@ class HealthServer:
                     code = 200 if state.get("status") == "ok" else 503
                     self._reply(code, "application/json", json.dumps(state).encode())
                 else:
-                    self._reply(404, "text/plain", b"not found: try /healthz or /metrics\n")
+                    pages = ", ".join(["/healthz", "/metrics", *routes])
+                    self._reply(404, "text/plain", f"not found: try {pages}\n".encode())
 
             def _reply(self, code: int, ctype: str, body: bytes) -> None:
                 self.send_response(code)

@@ -225,7 +225,8 @@ class Agent:
         port = self.options.http_port if self.options.http_port is not None else self.site.http_port
         if port is not None:
             self._http = HealthServer(
-                self.metrics, self.health, host=self.options.http_host, port=port
+                self.metrics, self.health, host=self.options.http_host, port=port,
+                routes={"/deadletters": self._deadletters_page},
             )
             self._http.start()
         loop = threading.Thread(target=self._loop, name="edge-runner", daemon=True)
@@ -314,6 +315,22 @@ class Agent:
             "cloud": {"error": self.forwarder.last_error},
             "outbox": {lane: self.outbox.depth(lane) for lane in self.outbox.lanes},
             "disk_free_bytes": self.guard.free(),
+        }
+
+    def _deadletters_page(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """``GET /deadletters?limit=N``: the newest refused messages and counts by reason."""
+        try:
+            limit = int(params.get("limit", "50"))
+        except ValueError:
+            raise ValueError("limit must be an integer") from None
+        letters = self.deadletters.recent(max(0, min(limit, 1000)))
+        return {
+            "kept_by_reason": self.deadletters.by_reason(),
+            "letters": [
+                {"ts": x.ts, "topic": x.topic, "reason": x.reason, "detail": x.detail,
+                 "size": x.size, "payload": x.payload.decode("utf-8", errors="replace")}
+                for x in letters
+            ],
         }
 
     def stats(self) -> dict[str, Any]:

@@ -139,7 +139,7 @@ def test_health_and_metrics_endpoints(
 ) -> None:
     agent, box, _, _ = parts
     box.get.push(PUMP, b"[]")
-    wait_until(lambda: agent.stats()["rejected"] == 1)
+    wait_until(lambda: agent.stats()["deadletters"] == 1)
     base = f"http://127.0.0.1:{agent.http_port}"
     health = httpx.get(f"{base}/healthz")
     assert health.status_code == 200 and health.json()["status"] == "ok"
@@ -149,6 +149,11 @@ def test_health_and_metrics_endpoints(
                  "outbox_evicted_items", "ingest_rate", "detector_seconds_total"):
         assert f"gatehouse_edge_{name}" in text
     assert "gw-token" not in text and "gw-token" not in health.text
+    letters = httpx.get(f"{base}/deadletters", params={"limit": 5}).json()
+    assert letters["kept_by_reason"] == {"not_an_object": 1}
+    assert letters["letters"][0]["topic"] == PUMP and letters["letters"][0]["payload"] == "[]"
+    assert httpx.get(f"{base}/deadletters", params={"limit": "x"}).status_code == 400
+    assert httpx.get(f"{base}/nothing").status_code == 404
 
 
 def test_cloud_outage_holds_events_until_it_returns(tmp_path: Path) -> None:
