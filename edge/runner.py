@@ -606,22 +606,48 @@ class Agent:
             return
         self.metrics.inc("telemetry_spooled", float(len(readings)))
 
-    def _replay_telemetry(self, max_items: int = 20) -> None:
+    def _replay_telemetry(self, budget_s: float = 0.3, max_readings: int = 5000) -> None:
+        """Write spooled readings back, oldest first, for at most ``budget_s`` per tick.
+
+        Consecutive spooled bursts of one output are merged into writes of up to
+        ``max_readings``, so the spool drains faster than a busy site refills it.
+        """
         if time.monotonic() < self._telemetry_retry_at:
             return
-        for item in self.outbox.peek(TELEMETRY, max_items):
-            name, readings = _decode_readings(self.site.site_id, item.payload)
-            output = self._outputs.get(name)
-            if output is not None:
+        deadline = time.monotonic() + budget_s
+        while time.monotonic() < deadline:
+            items = self.outbox.peek(TELEMETRY, 200)
+            if not items:
+                break
+            name: str | None = None
+            batch: list[Reading] = []
+            keys: list[str] = []
+            for item in items:
                 try:
-                    output.write(readings)
+                    row_name, readings = _decode_readings(self.site.site_id, item.payload)
+                except (ValueError, KeyError, TypeError):
+                    self.metrics.inc("telemetry_dropped", float(item.items), reason="corrupt")
+                    self.outbox.ack(TELEMETRY, [item.key])
+                    continue
+                if name is None:
+                    name = row_name
+                if row_name != name or (batch and len(batch) + len(readings) > max_readings):
+                    break
+                batch.extend(readings)
+                keys.append(item.key)
+            if name is None:
+                continue
+            output = self._outputs.get(name)
+            if output is None:
+                self.metrics.inc("telemetry_dropped", float(len(batch)), reason="no_output")
+            else:
+                try:
+                    output.write(batch)
                 except Exception as exc:  # stays spooled; retried after the backoff
                     self._output_failed(name, exc)
                     return
-                self.metrics.inc("telemetry_replayed", float(len(readings)))
-            else:
-                self.metrics.inc("telemetry_dropped", float(len(readings)), reason="no_output")
-            self.outbox.ack(TELEMETRY, [item.key])
+                self.metrics.inc("telemetry_replayed", float(len(batch)))
+            self.outbox.ack(TELEMETRY, keys)
         self._telemetry_backoff.reset()
 
     # ----------------------------------------------------------------- metrics

@@ -41,6 +41,7 @@ class FlakyOutput:
     def __init__(self) -> None:
         self.up = True
         self.stored: list[Reading] = []
+        self.batches: list[int] = []
         self.calls = 0
 
     def write(self, readings: Sequence[Reading]) -> None:
@@ -48,6 +49,7 @@ class FlakyOutput:
         if not self.up:
             raise ConnectionError("tsdb down")
         self.stored.extend(readings)
+        self.batches.append(len(readings))
 
     def close(self) -> None:
         pass
@@ -117,6 +119,7 @@ def test_telemetry_is_spooled_while_the_output_is_down_then_replayed(
     assert agent.outbox.depth(TELEMETRY) >= 1
     output.up = True
     wait_until(lambda: agent.outbox.depth(TELEMETRY) == 0)
+    assert output.batches == [10], "spooled bursts are replayed merged, in one write"
     src.push(PUMP, pump_payload(300.0))
     wait_until(lambda: len(output.stored) == 11)
     assert [r.ts for r in output.stored] == sorted(r.ts for r in output.stored)
