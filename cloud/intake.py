@@ -257,10 +257,9 @@ class Intake:
         intakes the count it shows may lag by the other batch, the stored count never does.
         """
         n = len(group.raised)
-        cleared = group.latest is not None and group.latest.state == "cleared"
-        if not n and (not cleared or order.condition_cleared):
+        last, cleared = _after_batch(order, group)
+        if not n and cleared == order.condition_cleared:
             return
-        last = max((ev.ts for ev in group.raised), default=order.last_event_at)
         attach.append({"oid": order.id, "n": n, "last": last, "cleared": cleared})
         payload = public(order).model_copy(update={
             "event_count": order.event_count + n, "last_event_at": last,
@@ -279,7 +278,7 @@ class Intake:
         for _ in range(_MAX_ATTEMPTS):
             order = self._active(session, site_id, group)
             if order is not None:
-                self._attach(session, order, group, cleared, now)
+                self._attach(session, order, group, now)
                 return order.id
             if not group.raised:
                 return None
@@ -303,17 +302,15 @@ class Intake:
             ).execution_options(populate_existing=True)
         ).first()
 
-    def _attach(
-        self, session: Session, order: WorkOrder, group: _Group, cleared: bool, now: float
-    ) -> None:
+    def _attach(self, session: Session, order: WorkOrder, group: _Group, now: float) -> None:
         n = len(group.raised)
-        last = max((ev.ts for ev in group.raised), default=None)
+        last, cleared = _after_batch(order, group)
         values: dict[str, Any] = {"version": WorkOrder.version + 1}
         if n:
             values["event_count"] = WorkOrder.event_count + n
             values["last_event_at"] = last
         values["condition_cleared"] = cleared
-        if not n and (not cleared or order.condition_cleared):
+        if not n and cleared == order.condition_cleared:
             return
         if order.state == "resolved" and n and not cleared:
             reopen_as_rework(session, order, now, "fault came back before the order was closed")
@@ -364,6 +361,24 @@ class Intake:
 
     def _insert(self, table: Any) -> Any:
         return upsert_ignore(self._db.dialect, table)
+
+
+def _after_batch(order: WorkOrder, group: _Group) -> tuple[float | None, bool]:
+    """The order's last raised time and ``condition_cleared`` once ``group`` is applied.
+
+    A device's events are expected in time order across batches (the edge's outbox sends them
+    so); within a batch any order. A clear counts if it is at least as new as the newest raise;
+    a raise newer than every earlier one makes the condition present again.
+    """
+    previous = order.last_event_at
+    newest = max((ev.ts for ev in group.raised), default=None)
+    last = newest if previous is None else max(previous, newest if newest is not None else previous)
+    latest = group.latest
+    if latest is not None and latest.state == "cleared" and (last is None or latest.ts >= last):
+        return last, True
+    if newest is not None and (previous is None or newest > previous):
+        return last, False
+    return last, order.condition_cleared
 
 
 def _event_row(ev: Event, now: float) -> dict[str, Any]:
