@@ -51,6 +51,7 @@ REFUSED_OBJECTS: dict[str, Call] = {
     "kpis": _get("/api/v1/kpis?site_id={site}"),
     "kpis csv": _get("/api/v1/kpis.csv?site_id={site}"),
     "compliance": _get("/api/v1/maintenance/compliance?site_id={site}"),
+    "compliance csv": _get("/api/v1/maintenance/compliance.csv?site_id={site}"),
     "import": _post("/api/v1/devices/import?site_id={site}",
                     content=b"device_id,kind\nb2-new,elevator\n"),
     "webhook": _post("/api/v1/webhooks", {"url": "https://example.test/h", "site_id": "{site}"}),

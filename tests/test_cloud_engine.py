@@ -186,6 +186,9 @@ def test_the_compliance_report_counts_on_time_late_missed(cloud: CloudHarness) -
     (row,) = [r for r in report if r["plan"] == "routine_service"]
     assert (row["on_time"], row["late"], row["missed"]) == (1, 0, 1)
     assert row["on_time_rate"] == 0.5
+    csv_text = cloud.client.get("/api/v1/maintenance/compliance.csv", headers=boss).text
+    assert csv_text.splitlines()[0].startswith("site_id,kind,plan,total,on_time,late,missed")
+    assert "s1,elevator,routine_service,2,1,0,1,0,0.5" in csv_text.splitlines()
 
 
 def test_kpis_report_times_compliance_rework_and_satisfaction(cloud: CloudHarness) -> None:

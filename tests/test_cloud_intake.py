@@ -232,3 +232,7 @@ def test_nul_characters_are_refused_before_the_database(cloud: CloudHarness) -> 
     assert cloud.client.post("/api/v1/devices/import?site_id=s1", headers=admin,
                              content=b"device_id,kind\nx\x00,elevator\n").status_code == 422
     assert cloud.send("s1", [event()]).status_code == 200
+    huge = cloud.client.post("/api/v1/events", headers={
+        **cloud.gateway("s1"), "Content-Type": "application/json"},
+        content=b"[" + b" " * (33 * 1024 * 1024) + b"]")
+    assert huge.status_code == 413

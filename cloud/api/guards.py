@@ -1,9 +1,11 @@
-"""Request guards that run before any route: text PostgreSQL cannot store is refused.
+"""Request guards that run before any route: oversized text bodies and text PostgreSQL cannot
+store are refused.
 
 PostgreSQL text cannot hold the NUL character, so a ``\\x00`` in a path, a query parameter or a
 JSON, form or CSV body would reach the database only to fail there as a server error. This
 ASGI middleware answers such requests 422 up front, for every route (binary uploads such as
-images are left alone).
+images are left alone), and answers 413 to a text body above ``MAX_TEXT_BODY`` bytes instead of
+buffering it (a full 5,000-event batch is about 2 MB).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 Scope = dict[str, Any]
 _TEXT_TYPES = (b"application/json", b"application/x-www-form-urlencoded", b"text/")
 _NUL_MARKERS = (b"\\u0000", b"%00", b"\x00")
+MAX_TEXT_BODY = 32 * 1024 * 1024
 
 
 class RejectNul:
@@ -34,13 +37,22 @@ class RejectNul:
         if not ctype.startswith(_TEXT_TYPES):
             await self.app(scope, receive, send)
             return
-        chunks = []
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > MAX_TEXT_BODY:
+            await _refuse(send, 413, "request body too large")
+            return
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
                 await self.app(scope, _replay(b"", receive, message), send)
                 return
             chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > MAX_TEXT_BODY:
+                await _refuse(send, 413, "request body too large")
+                return
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
@@ -67,9 +79,11 @@ def _replay(body: bytes, receive: Any, first: dict[str, Any] | None = None) -> A
     return replay
 
 
-async def _refuse(send: Any) -> None:
-    body = json.dumps({"detail": "NUL characters are not allowed"}).encode()
-    await send({"type": "http.response.start", "status": 422,
+async def _refuse(
+    send: Any, status: int = 422, detail: str = "NUL characters are not allowed"
+) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 from typing import Annotated, Any
 
@@ -89,6 +91,25 @@ def get_compliance(
                       on_time_rate=r.on_time_rate)
         for r in rows
     ]
+
+
+@router.get(
+    "/maintenance/compliance.csv", response_class=PlainTextResponse,
+    responses={200: {"content": {"text/csv": {}}}, 404: {"description": "no such site"}},
+)
+def get_compliance_csv(
+    user: CurrentUser, session: SessionDep, ctx: CtxDep, site_id: SiteQuery = None,
+    since: Since = None, until: Since = None,
+) -> PlainTextResponse:
+    """The compliance report as CSV, one line per site and plan."""
+    rows = get_compliance(user, session, ctx, site_id, since, until)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    fields = list(ComplianceRow.model_fields)
+    writer.writerow(fields)
+    for row in rows:
+        writer.writerow(["" if getattr(row, f) is None else getattr(row, f) for f in fields])
+    return PlainTextResponse(out.getvalue(), media_type="text/csv")
 
 
 class WebhookCreate(BaseModel):
