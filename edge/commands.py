@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             reserve_bytes=int(args.reserve_mb * mb), low_water_bytes=int(args.low_water_mb * mb),
         )
         if args.check:
-            return _check(site, profiles)
+            return _check(site, profiles, args.data_dir)
         agent = Agent(site, profiles=profiles, options=options)
     except (DetectorConfigError, MqttConfigError, StoreError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -97,20 +97,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(site: SiteConfig, profiles: Mapping[str, DeviceProfile]) -> int:
-    """Build everything the agent would build, without touching the network or the disk."""
+def _check(
+    site: SiteConfig, profiles: Mapping[str, DeviceProfile], data_dir: Path | None
+) -> int:
+    """Build everything the agent would build and check the data folder is writable,
+    without touching the network or the stores."""
+    import tempfile
+
     from edge.detection import Detection
-    from edge.mqtt_input import parse_broker_url
+    from edge.diskguard import statvfs_free
+    from edge.mqtt_input import parse_broker_url, read_password
     from edge.validate import Validator
 
     Validator(site, profiles)
     detection = Detection(site, profiles)
     parse_broker_url(site.mqtt.url)
+    if site.mqtt.username:
+        read_password(site.mqtt)
     token = site.cloud.resolve_token()
+    folder = Path(data_dir or site.data_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        print(f"error: data folder {folder} is not writable ({exc.strerror}); create it for "
+              "the agent's user or pass --data-dir", file=sys.stderr)
+        return 2
     print(
         f"ok: site {site.site_id} (gateway {site.gateway_id}): "
         f"{len(site.all_devices())} devices, {detection.monitor_count} monitors, "
-        f"broker {site.mqtt.url}, cloud {site.cloud.url}"
+        f"broker {site.mqtt.url}, cloud {site.cloud.url}, data {folder} "
+        f"({statvfs_free(folder) // (1024 * 1024)} MiB free)"
         + ("" if token else " (warning: no gateway token configured)")
     )
     return 0

@@ -46,6 +46,7 @@ from device_profiles.messages import Event, Reading
 from device_profiles.schema import DeviceProfile
 from device_profiles.site import SiteConfig
 from edge.backoff import Backoff
+from edge.datalock import DataDirLock
 from edge.deadletter import DeadLetters
 from edge.detection import Detection, MonitorsFactory
 from edge.detectors.base import build_monitors
@@ -159,6 +160,7 @@ class Agent:
         self.metrics = Metrics()
         self.data_dir = Path(opts.data_dir or site.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = DataDirLock(self.data_dir)
         self.guard = DiskGuard(
             self.data_dir, reserve_bytes=opts.reserve_bytes,
             low_water_bytes=opts.low_water_bytes, free_bytes=free_bytes,
@@ -272,6 +274,7 @@ class Agent:
             self.outbox.checkpoint()
         self.outbox.close()
         self.deadletters.close()
+        self._lock_file.release()
 
     @property
     def http_port(self) -> int | None:

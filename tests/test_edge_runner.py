@@ -360,3 +360,20 @@ def test_start_and_stop_without_a_broker(tmp_path: Path) -> None:
     assert health["status"] == "degraded" and "mqtt_disconnected" in health["reasons"]
     agent.stop()
     assert agent.stats()["mqtt_connected"] is False
+
+
+def test_one_agent_per_data_folder(tmp_path: Path) -> None:
+    from edge.sqlite_store import StoreError
+
+    def build() -> Agent:
+        return Agent(
+            make_site("s1", data_dir=tmp_path), profiles=PROFILES,
+            options=AgentOptions(reserve_bytes=0, low_water_bytes=0, forward=False),
+            outputs={}, monitor_factory=fake_monitors, source_factory=SourceBox(),
+        )
+
+    first = build()
+    with pytest.raises(StoreError, match="another gatehouse edge"):
+        build()
+    first.stop()
+    build().stop()
