@@ -91,8 +91,12 @@ class Mosquitto:
             listener = f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
         else:
             listener = ""
+        # As root, Mosquitto drops to its own user and then cannot write its persistence
+        # into a root-owned temporary folder: sessions would be lost on restart.
+        run_as = "user root\n" if os.geteuid() == 0 else ""
         conf.write_text(
             listener
+            + run_as
             + f"persistence true\npersistence_location {self.workdir}/\n"
             + "max_queued_messages 1000000\nmax_inflight_messages 0\n"
             + "log_dest stderr\nlog_type error\nlog_type warning\n"
