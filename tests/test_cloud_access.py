@@ -61,6 +61,9 @@ REFUSED_OBJECTS: dict[str, Call] = {
         f"/api/v1/sites/{ids['site']}/gateway-tokens/1", headers=h),
     "create user": _post("/api/v1/users", {"username": "intruder", "password": "password-123",
                                            "role": "admin", "sites": ["{site}"]}),
+    "edit device": lambda c, h, ids: c.client.patch(
+        f"/api/v1/devices/{ids['device']}?site_id={ids['site']}", headers=h, json={"serial": "x"}),
+    "disable user": _post("/api/v1/users/{user}/active", {"active": False}),
     "delete webhook": lambda c, h, ids: c.client.delete(f"/api/v1/webhooks/{ids['hook']}",
                                                         headers=h),
 }
@@ -88,7 +91,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
         hook = cloud.client.post("/api/v1/webhooks", headers=root, json={
             "url": "https://example.test/h", "site_id": "s2"}).json()
         users = {role: cloud.user(f"u-{role}", role, ["s1"]) for role in ROLES}
-        ids = {"order": order["id"], "hook": hook["id"], "site": "s2", "device": "b2-only"}
+        ids = {"order": order["id"], "hook": hook["id"], "site": "s2", "device": "b2-only",
+               "user": "root"}
         yield cloud, users, ids, root
 
 
@@ -99,7 +103,8 @@ def test_foreign_objects_are_refused(world: Any, role: str, endpoint: str) -> No
     reply = REFUSED_OBJECTS[endpoint](cloud, users[role], ids)
     assert reply.status_code in (403, 404, 422), (role, endpoint, reply.status_code, reply.text)
     if reply.status_code == 404:
-        missing = {"order": 2**31 - 1, "hook": 2**31 - 1, "site": "nowhere", "device": "none"}
+        missing = {"order": 2**31 - 1, "hook": 2**31 - 1, "site": "nowhere", "device": "none",
+                   "user": "nobody"}
         twin = REFUSED_OBJECTS[endpoint](cloud, users[role], missing)
         assert (twin.status_code, twin.json()) == (404, reply.json()), "404 must not leak"
 

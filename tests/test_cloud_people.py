@@ -69,3 +69,35 @@ def test_gateway_tokens_rotate_and_revoke_through_the_api(cloud: CloudHarness) -
                              headers=boss).status_code == 403
     assert cloud.client.post("/api/v1/sites/s2/gateway-tokens",
                              headers=admin).status_code == 404
+
+
+def test_a_disabled_users_token_stops_working(cloud: CloudHarness) -> None:
+    admin = cloud.user("ada", "admin", ["s1"])
+    tina = cloud.user("tina", "technician", ["s1"])
+    cloud.user("otto", "technician", ["s1", "s2"])
+    assert cloud.client.get("/api/v1/auth/me", headers=tina).status_code == 200
+    off = cloud.client.post("/api/v1/users/tina/active", headers=admin, json={"active": False})
+    assert off.status_code == 200 and off.json()["active"] is False
+    assert cloud.client.get("/api/v1/auth/me", headers=tina).status_code == 401
+    assert cloud.client.post("/api/v1/auth/login", json={
+        "username": "tina", "password": "password-123"}).status_code == 401
+    assert cloud.client.post("/api/v1/users/otto/active", headers=admin,
+                             json={"active": False}).status_code == 404
+    assert cloud.client.post("/api/v1/users/ada/active", headers=admin,
+                             json={"active": False}).status_code == 404
+
+
+def test_dispatchers_edit_the_ledger(cloud: CloudHarness) -> None:
+    boss = cloud.user("dora", "dispatcher", ["s1"])
+    viewer = cloud.user("val", "viewer", ["s1"])
+    reply = cloud.client.patch("/api/v1/devices/b1-elev-1?site_id=s1", headers=boss,
+                               json={"serial": "K-77", "warranty_end": "2030-01-31"})
+    assert reply.status_code == 200, reply.text
+    assert (reply.json()["serial"], reply.json()["warranty_end"], reply.json()["vendor"]) == (
+        "K-77", "2030-01-31", "Kone")
+    assert cloud.client.patch("/api/v1/devices/b1-elev-1?site_id=s1", headers=viewer,
+                              json={"serial": "x"}).status_code == 403
+    assert cloud.client.patch("/api/v1/devices/b1-elev-1?site_id=s2", headers=boss,
+                              json={"serial": "x"}).status_code == 404
+    assert cloud.client.patch("/api/v1/devices/b1-elev-1?site_id=s1", headers=boss,
+                              json={"install_date": "31/01/2020"}).status_code == 422

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
@@ -14,6 +15,7 @@ from cloud.api.deps import CtxDep, CurrentUser, Principal, SessionDep, not_found
 from cloud.api.schemas import (
     DeviceDetail,
     DevicePublic,
+    DeviceUpdate,
     EventPublic,
     ImportResult,
     TimelineEntry,
@@ -175,6 +177,24 @@ def get_device(
         visits=[VisitPublic.model_validate(v) for v in visits],
         timeline=timeline,
     )
+
+
+@router.patch(
+    "/devices/{device_id}", response_model=DevicePublic,
+    responses={**_NOT_FOUND, 403: {"description": "admins and dispatchers only"}},
+)
+def patch_device(
+    device_id: DeviceId, body: DeviceUpdate, user: CurrentUser, session: SessionDep,
+    site_id: SiteQuery = None,
+) -> DevicePublic:
+    """Change a device's ledger record (location, vendor, model, serial, dates)."""
+    if user.role not in ("admin", "dispatcher"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "admins and dispatchers only")
+    dev = find_device(session, user, device_id, site_id)
+    for name, value in body.model_dump(exclude_unset=True).items():
+        setattr(dev, name, value.isoformat() if isinstance(value, date) else value)
+    session.commit()
+    return DevicePublic.model_validate(dev)
 
 
 @router.post(

@@ -50,6 +50,12 @@ class ShiftUpdate(BaseModel):
     on_shift: bool
 
 
+class ActiveUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    active: bool
+
+
 class GatewayTokenCreated(BaseModel):
     site_id: str
     token: str
@@ -124,6 +130,29 @@ async def create_user(body: UserCreate, user: CurrentUser, ctx: CtxDep) -> UserP
             session.add(UserSite(user_id=row.id, site_id=site))
     return UserPublic(username=body.username, role=body.role, team=body.team,
                       on_shift=body.on_shift, active=True, sites=sorted(set(body.sites)))
+
+
+@router.post("/users/{username}/active", response_model=UserPublic,
+             responses={403: {"description": "admins only"}, 404: {"description": "none"}})
+def set_user_active(
+    username: Annotated[str, Path(min_length=1, max_length=64)], body: ActiveUpdate,
+    user: CurrentUser, session: SessionDep,
+) -> UserPublic:
+    """Disable (or re-enable) a user of the admin's sites; a disabled user's tokens stop
+    working at once."""
+    _require_admin(user)
+    row = session.scalars(select(User).where(User.username == username)).first()
+    sites = [] if row is None else sorted(
+        session.scalars(select(UserSite.site_id).where(UserSite.user_id == row.id)))
+    if row is None or row.id == user.user_id or (
+        user.sites is not None and not sites) or (
+        user.sites is not None and any(s == ALL_SITES or s not in user.sites for s in sites)
+    ):
+        raise not_found("user")
+    row.active = body.active
+    session.commit()
+    return UserPublic(username=row.username, role=row.role, team=row.team,
+                      on_shift=row.on_shift, active=row.active, sites=sites)
 
 
 @router.post("/users/me/shift", response_model=UserPublic)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -149,3 +150,16 @@ class ReportCreate(_In):
 class ImportResult(BaseModel):
     created: int
     updated: int
+
+
+class DeviceUpdate(_In):
+    """Ledger fields to change; absent fields stay as they are."""
+
+    building: str | None = Field(default=None, max_length=64)
+    unit: str | None = Field(default=None, max_length=64)
+    floor: int | None = Field(default=None, ge=-50, le=500)
+    vendor: str | None = Field(default=None, max_length=128)
+    model: str | None = Field(default=None, max_length=128)
+    serial: str | None = Field(default=None, max_length=128)
+    install_date: date | None = None
+    warranty_end: date | None = None
