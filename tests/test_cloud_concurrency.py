@@ -65,3 +65,22 @@ def test_two_workers_open_exactly_one_order_per_device_and_type(
                     if line.startswith("data:")]
         created = {m["work_order_id"] for m in data if m["topic"] == "work_order.created"}
         assert created == {o["id"] for o in orders}
+
+        # close every order, then let the same faults come back concurrently: each closed
+        # order is reopened once as rework, and no second order appears
+        for o in orders:
+            for to in ("assigned", "in_progress", "resolved", "closed"):
+                body = {"to": to, "assignee": "tess"} if to == "assigned" else {"to": to}
+                moved = httpx.post(f"{base}/api/v1/work-orders/{o['id']}/transition",
+                                   json=body, headers=user)
+                assert moved.status_code == 200, moved.text
+        again = [event(device_id=d, type_=t, episode=T0 + 3600 + k)
+                 for d in DEVICES for t in TYPES for k in range(4)]
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            codes = list(pool.map(post, [rng.sample(again, 10) for _ in range(40)] + [again]))
+        assert {code for code, _ in codes} == {200}
+        after = httpx.get(base + "/api/v1/work-orders", headers=user,
+                          params={"limit": 1000}).json()
+        assert sorted(o["id"] for o in after) == sorted(o["id"] for o in orders)
+        assert all(o["rework_count"] == 1 and o["state"] == "open" for o in after)
+        assert all(o["event_count"] == 8 + 4 for o in after)
