@@ -30,7 +30,7 @@ from cloud.clock import Clock
 from cloud.db import Database
 from cloud.lifecycle import ENGINE, reopen_as_rework
 from cloud.models import ACTIVE_STATES, Device, WorkOrder
-from cloud.orders import announce_new, new_order
+from cloud.orders import announce_new, dispatch, new_order
 from cloud.policies import PolicyBook, UnknownEventType
 from device_profiles.messages import Event, EventBatch, EventBatchResult, EventRejection
 from device_profiles.schema import WorkOrderPolicy
@@ -317,6 +317,7 @@ class Intake:
             order.event_count += n
             order.last_event_at = last
             session.flush()
+            dispatch(session, order, now)
             return
         session.execute(
             update(WorkOrder).where(WorkOrder.id == order.id).values(**values)
@@ -344,6 +345,7 @@ class Intake:
             recent.event_count += len(group.raised)
             recent.last_event_at = last
             session.flush()
+            dispatch(session, recent, now)
             return recent
         spec = self._policies.event_spec(group.kind, group.event_type)
         order = new_order(

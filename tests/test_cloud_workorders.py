@@ -127,6 +127,17 @@ def test_the_same_fault_within_seven_days_of_closing_reopens_as_rework(
     assert trail[-1]["action"] == "rework"
 
 
+def test_a_reopened_order_is_dispatched_again(cloud: CloudHarness) -> None:
+    boss = cloud.user("dora", "dispatcher", ["s1"])
+    _open(cloud)
+    (wo,) = _orders(cloud, boss)
+    _walk(cloud, boss, wo["id"], _PATHS["closed"])
+    cloud.user("amy", "technician", ["s1"], team="elevator_contractor", on_shift=True)
+    _open(cloud, episode=T0 + 600)
+    (again,) = _orders(cloud, boss)
+    assert (again["state"], again["assignee"], again["rework"]) == ("assigned", "amy", True)
+
+
 def test_the_same_fault_after_the_rework_window_opens_a_new_order(cloud: CloudHarness) -> None:
     boss = cloud.user("dora", "dispatcher", ["s1"])
     _open(cloud)
