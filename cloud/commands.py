@@ -8,6 +8,10 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cloud.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cloud.settings import Settings, SettingsError
+    from cloud.settings import Settings as SettingsClass
+    from cloud.settings import SettingsError
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     overrides: dict[str, object] = {}
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dev:
         overrides["dev_mode"] = True
     try:
-        settings = Settings.model_validate(overrides)
+        settings = SettingsClass.model_validate(overrides)
     except (SettingsError, ValueError) as exc:
         print(f"gatehouse cloud: {exc}", file=sys.stderr)
         return 2
@@ -83,14 +88,12 @@ def run(args: argparse.Namespace) -> int:
     return _provision(settings, args)
 
 
-def _serve(settings: object, args: argparse.Namespace) -> int:
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from cloud.app import create_app
     from cloud.db import Database
-    from cloud.settings import Settings
 
-    assert isinstance(settings, Settings)
     if args.workers > 1 and settings.is_sqlite:
         print("gatehouse cloud: several workers need PostgreSQL; SQLite takes one writer",
               file=sys.stderr)
@@ -111,12 +114,10 @@ def _serve(settings: object, args: argparse.Namespace) -> int:
     return 0
 
 
-def _provision(settings: object, args: argparse.Namespace) -> int:
+def _provision(settings: Settings, args: argparse.Namespace) -> int:
     from cloud import bootstrap
-    from cloud.settings import Settings
     from device_profiles.site import SiteConfigError, load_site
 
-    assert isinstance(settings, Settings)
     action = args.cloud_command
     try:
         if action == "create-site":
