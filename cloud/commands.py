@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cloud.settings import Settings
@@ -16,11 +16,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, inherited: bool) -> None:
+    """``--database-url`` and ``--dev``, accepted before or after the action."""
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if inherited else {}
     parser.add_argument("--database-url", help="SQLAlchemy URL (default: GATEHOUSE_DATABASE_URL "
-                        "or sqlite:///./var/cloud.db)")
+                        "or sqlite:///./var/cloud.db)", **default)
     parser.add_argument("--dev", action="store_true",
-                        help="dev mode: allow a missing secret key (never in production)")
+                        help="dev mode: allow a missing secret key (never in production)",
+                        **default)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    _common(parser, inherited=False)
     sub = parser.add_subparsers(dest="cloud_command", metavar="ACTION", required=True)
 
     serve = sub.add_parser("serve", help="serve the HTTP API")
@@ -57,6 +64,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="file with the password (default: GATEHOUSE_USER_PASSWORD or prompt)")
     user.add_argument("--team", help="team of a technician (for dispatch)")
     user.add_argument("--on-shift", action="store_true")
+
+    for action in (serve, site, tok, rev, user, sub.choices["migrate"]):
+        _common(action, inherited=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ def test_provisioning_commands_end_to_end(
     password = tmp_path / "pw"
     password.write_text("a-long-password\n")
     base = ["cloud", "--database-url", url]
-    assert main([*base, "migrate"]) == 0
+    assert main(["cloud", "migrate", "--database-url", url]) == 0
     assert main([*base, "create-site", "east", "--site-config", str(site)]) == 0
     assert "devices registered" in capsys.readouterr().out
     assert main([*base, "gateway-token", "east"]) == 0
