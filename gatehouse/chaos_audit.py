@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ class CloudEvent:
     type: str
     state: str
     ts: float
+    received_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,9 @@ def read_cloud(database_url: str, site_id: str) -> tuple[list[CloudEvent], list[
     try:
         with engine.connect() as conn:
             events = [
-                CloudEvent(str(r[0]), str(r[1]), str(r[2]), str(r[3]), float(r[4]))
+                CloudEvent(str(r[0]), str(r[1]), str(r[2]), str(r[3]), float(r[4]), float(r[5]))
                 for r in conn.execute(text(
-                    "SELECT event_id, device_id, type, state, ts FROM events "
+                    "SELECT event_id, device_id, type, state, ts, received_at FROM events "
                     "WHERE site_id = :s"), {"s": site_id})
             ]
             orders = [
@@ -147,6 +148,7 @@ class Audit:
     events_duplicated: int = 0
     same_episode_stored_twice: int = 0
     episodes_reraised: int = 0
+    reraised_soon_after_edge_restart: int = 0
     reraised_examples: list[str] = field(default_factory=list)
     work_orders: int = 0
     work_orders_duplicated: int = 0
@@ -163,8 +165,13 @@ class Audit:
 
 def audit(sent: Mapping[str, SentEvent], events: Iterable[CloudEvent],
           orders: Iterable[CloudOrder], stores: EdgeStores,
-          faults: Iterable[Mapping[str, Any]], native_types: Iterable[str]) -> Audit:
-    """Compare the ground truth ``sent`` with the cloud's ``events`` and ``orders``."""
+          faults: Iterable[Mapping[str, Any]], native_types: Iterable[str],
+          edge_restarts: Sequence[float] = (), restart_window_s: float = 30.0) -> Audit:
+    """Compare the ground truth ``sent`` with the cloud's ``events`` and ``orders``.
+
+    ``edge_restarts`` (wall-clock times the edge was started again after a kill) let the
+    audit say how many re-raised episodes reached the cloud within ``restart_window_s``
+    of a restart: the mark of detector state lost in a crash."""
     events = list(events)
     orders = list(orders)
     native = set(native_types)
@@ -194,6 +201,9 @@ def audit(sent: Mapping[str, SentEvent], events: Iterable[CloudEvent],
                 result.detector_events += 1
                 if open_since is not None:
                     result.episodes_reraised += 1
+                    if any(0.0 <= row.received_at - t <= restart_window_s
+                           for t in edge_restarts):
+                        result.reraised_soon_after_edge_restart += 1
                     if len(result.reraised_examples) < 10:
                         result.reraised_examples.append(
                             f"{device} {etype}: raised at {open_since:.3f} and again at "

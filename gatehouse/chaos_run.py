@@ -72,6 +72,7 @@ class ChaosRun:
         self.edge_metrics: dict[str, float] = {}
         self.edge_health_at_end: dict[str, Any] | None = None
         self.hostile_result: dict[str, Any] = {}
+        self.edge_restarts: list[float] = []
         self._gates: list[str] = []
         self._edge_port = free_port()
         self._cloud_port = free_port()
@@ -225,7 +226,8 @@ class ChaosRun:
             stores = read_edge_stores(data_dir)
             events, orders = read_cloud(database_url, self.site_id)
             result = audit(load.confirmed, events, orders, stores,
-                           load_fault_truth(sim_truth), [t for _, t, _ in NATIVE_TYPES])
+                           load_fault_truth(sim_truth), [t for _, t, _ in NATIVE_TYPES],
+                           edge_restarts=self.edge_restarts)
             checks = {
                 "outbox": integrity(data_dir / "outbox.db"),
                 "deadletters": integrity(data_dir / "deadletters.db"),
@@ -258,6 +260,7 @@ class ChaosRun:
             edge.kill()
             self.kill_integrity.append(integrity(data_dir / "outbox.db"))
             time.sleep(plan.edge_down_s)
+            self.edge_restarts.append(time.time())
             edge.start()
             self.faults_done["edge_kills"] += 1
         elif kind == "cloud_kill":

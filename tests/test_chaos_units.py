@@ -95,6 +95,17 @@ def test_audit_counts_a_detector_episode_raised_twice_without_a_clear() -> None:
     assert result.detector_events == 4
 
 
+def test_audit_tells_which_reraises_followed_an_edge_restart() -> None:
+    events = [
+        CloudEvent("r1", "p1", "pump.dry_running", "raised", 10.0, received_at=100.0),
+        CloudEvent("r2", "p1", "pump.dry_running", "raised", 20.0, received_at=205.0),
+        CloudEvent("r3", "p1", "pump.dry_running", "raised", 30.0, received_at=400.0),
+    ]
+    result = audit({}, events, [], CLEAN, [], NATIVE, edge_restarts=[200.0])
+    assert result.episodes_reraised == 2
+    assert result.reraised_soon_after_edge_restart == 1
+
+
 def test_audit_counts_two_active_orders_for_one_fault() -> None:
     orders = [CloudOrder(1, "g1", "gate.forced_open", "open"),
               CloudOrder(2, "g1", "gate.forced_open", "assigned")]
