@@ -320,3 +320,19 @@ def test_gate_held_open_and_tailgating() -> None:
     rows = [(T0 + 5 * i, gate(grants=1.0, passages=2.0 if i % 2 else 1.0, door_open=1.0,
                               door_open_s=2.0)) for i in range(6)]
     assert states(feed(m2, "access_gate", rows), "gate.tailgating") == ["raised"]
+
+
+def test_pump_model_leaves_out_a_channel_the_pump_does_not_have() -> None:
+    rng = random.Random(10)
+    m = monitor("water_pump", "pump_model", {"warmup": 400})
+    rows = []
+    for i in range(800):
+        row = {**pump_row(rng), "voltage_v": 230 + rng.gauss(0, 1)}
+        del row["flow_lpm"]
+        rows.append((T0 + i, row))
+    assert feed(m, "water_pump", rows) == []
+    shifted = [(T0 + 800 + i, {**pump_row(rng, pressure=2.5), "voltage_v": 230.0})
+               for i in range(30)]
+    for _, row in shifted:
+        del row["flow_lpm"]
+    assert states(feed(m, "water_pump", shifted)) == ["raised"]

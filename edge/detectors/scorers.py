@@ -29,7 +29,8 @@ class GaussianScorer:
     last seconds to hours; single-sample spikes are noise). Each sample's contribution is
     capped at ``cap`` times the calibrated edge of normal, so one wild sample (a pump
     coasting down through the operating-state threshold) cannot raise an alarm alone.
-    Missing channels are imputed with the model mean.
+    Channels missing from more than 10 % of the warm-up samples (a pump without a flow
+    meter) are left out of the model; other missing values are imputed with the mean.
     """
 
     def __init__(
@@ -76,27 +77,41 @@ class GaussianScorer:
         self._ring_n = 0
         self._ring_sum = 0.0
         self._learned = 0
+        self._used: tuple[str, ...] = self.fields
 
     @property
     def ready(self) -> bool:
         """Whether the warm-up is over and scores are meaningful."""
         return self._prec is not None
 
+    @property
+    def used_fields(self) -> tuple[str, ...]:
+        """The fields the model uses: those present in at least 90 % of the warm-up."""
+        return self._used
+
     def _vector(self, x: Mapping[str, float]) -> list[float]:
         mean = self._mean
         out = []
-        for i, name in enumerate(self.fields):
+        for i, name in enumerate(self._used):
             v = x.get(name)
             if v is None or v != v:
-                v = float(mean[i]) if mean is not None else 0.0
+                v = float(mean[i]) if mean is not None else math.nan
             out.append(v)
         return out
 
     def _fit(self) -> None:
         data = np.asarray(self._buf, dtype=np.float64)
         self._buf = []
+        present = ~np.isnan(data)
+        keep = present.mean(axis=0) >= 0.9
+        if not keep.any():
+            return
+        data = data[:, keep]
+        self._used = tuple(n for n, k in zip(self._used, keep, strict=True) if k)
+        col_mean = np.nanmean(data, axis=0)
+        data = np.where(np.isnan(data), col_mean, data)
         mean = data.mean(axis=0)
-        cov = np.cov(data, rowvar=False).reshape(len(self.fields), len(self.fields))
+        cov = np.cov(data, rowvar=False).reshape(len(self._used), len(self._used))
         self._mean = mean
         self._cov = cov
         self._refresh()
