@@ -286,16 +286,6 @@ class Hysteresis:
         self._above_since = None
         self._below_since = None
 
-    def force_clear(self, ts: float) -> Transition:
-        """Clear immediately (e.g. the condition became impossible); ``None`` if inactive."""
-        if not self._active:
-            return None
-        self._active = False
-        self._below_since = None
-        self._above_since = None
-        self._last_clear = ts
-        return "clear"
-
 
 class ConditionMonitor:
     """One boolean rule condition with hysteresis, emitting one event type's episodes."""
