@@ -227,3 +227,40 @@ def test_kpis_report_times_compliance_rework_and_satisfaction(cloud: CloudHarnes
     assert any(line.startswith("s1,b1-elev-1,elevator,2,1.0,") for line in csv_text.splitlines())
     assert cloud.client.get("/api/v1/kpis", headers=boss,
                             params={"site_id": "s2"}).status_code == 404
+
+
+def test_a_failing_engine_pass_is_counted_and_the_engine_keeps_going(url: str) -> None:
+    import asyncio
+
+    from cloud.context import AppContext
+    from cloud.db import Database
+    from cloud.intake import Intake
+    from cloud.policies import PolicyBook
+
+    class BrokenDatabase(Database):
+        """A database whose sessions fail, as during an outage."""
+
+        def session(self) -> Any:
+            raise ConnectionError("database unreachable")
+
+    settings = settings_for(url, engine_interval=0.01)
+    db = BrokenDatabase(settings)
+    clock = ManualClock(T0)
+    policies = PolicyBook.load()
+    ctx = AppContext(settings=settings, db=db, clock=clock, policies=policies,
+                     intake=Intake(db, policies, clock, settings.rework_window))
+    engine = Engine(ctx)
+
+    async def drive() -> int:
+        task = asyncio.create_task(engine.run_forever())
+        for _ in range(500):
+            if engine.report.errors >= 3:
+                break
+            await asyncio.sleep(0.01)
+        alive = not task.done()
+        task.cancel()
+        return int(alive)
+
+    assert asyncio.run(drive()) == 1
+    assert engine.report.errors >= 3
+    db.dispose()
