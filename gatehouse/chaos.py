@@ -38,6 +38,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json-out", type=Path, default=None,
                         help="also write the JSON report to this file")
     parser.add_argument("--quiet", action="store_true", help="print only the JSON report")
+    parser.add_argument(
+        "--database-url", default=None,
+        help="the cloud's database, e.g. an empty PostgreSQL database "
+        "(postgresql+psycopg://...); default: an SQLite file in the work folder",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     workdir = args.work_dir or Path(tempfile.mkdtemp(prefix="gatehouse-chaos-"))
     try:
-        report = run_chaos(plan, workdir, seed=args.seed, progress=not args.quiet)
+        report = run_chaos(plan, workdir, seed=args.seed, progress=not args.quiet,
+                           database_url=args.database_url)
     except ChaosSetupError as exc:
         print(f"gatehouse chaos: {exc}", file=sys.stderr)
         return 2
