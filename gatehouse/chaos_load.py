@@ -79,6 +79,7 @@ class NativeEventLoad:
         self.confirmed: dict[str, SentEvent] = {}
         self.published = 0
         self.republished = 0
+        self.errors = 0
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -113,13 +114,14 @@ class NativeEventLoad:
     def progress(self) -> dict[str, int]:
         with self._lock:
             return {"published": self.published, "confirmed": len(self.confirmed),
-                    "pending": len(self._pending), "republished": self.republished}
+                    "pending": len(self._pending), "republished": self.republished,
+                    "errors": self.errors}
 
     def wait_confirmed(self, timeout: float) -> bool:
         """Wait until all events were published and acknowledged by the broker."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._check()
+            self._safe_check()
             with self._lock:
                 if self._done.is_set() and not self._pending:
                     return True
@@ -161,18 +163,31 @@ class NativeEventLoad:
                 time.sleep(min(delay, 0.5))
                 continue
             event, topic, payload = self._next_event(i)
-            info = self._client.publish(topic, payload, qos=1)
+            try:
+                info = self._client.publish(topic, payload, qos=1)
+            except Exception:  # the load must go on: count, log, retry this event
+                self.errors += 1
+                log.exception("chaos load: publishing event %d failed; retrying", i)
+                time.sleep(0.5)
+                continue
             with self._lock:
                 self._pending[event.event_id] = _Pending(event, topic, payload, info,
                                                          time.monotonic())
                 self.published += 1
             i += 1
             if i % 50 == 0:
-                self._check()
+                self._safe_check()
         self._done.set()
         while not self._stop.is_set():
-            self._check()
+            self._safe_check()
             time.sleep(0.5)
+
+    def _safe_check(self) -> None:
+        try:
+            self._check()
+        except Exception:  # the load thread must survive a failed republish
+            self.errors += 1
+            log.exception("chaos load: checking acknowledgements failed; continuing")
 
     def _check(self) -> None:
         """Move acknowledged events into the truth; publish again those the client refused
