@@ -157,11 +157,29 @@ def stored_samples(vm: VictoriaMetrics, site_id: str, messages: list[Message], w
         time.sleep(0.5)
 
 
+STAGES = {
+    "mqtt_network_thread (paho: read, parse, callbacks)": "Client._loop ",
+    "mqtt_v5_properties (paho: per-message Properties)": "Properties.",
+    "runner_burst (everything after the queue)": "Agent._process ",
+    "validation": "Validator.validate ",
+    "detection": "Detection.observe ",
+    "telemetry_outputs (TSDB writer, cloud summary)": "Agent._write_telemetry ",
+    "tsdb_writer": "InfluxTelemetryWriter.write ",
+    "cloud_summary_output": "CloudSummaryOutput.write ",
+    "commit_and_ack": "Agent._flush ",
+    "ticks (offline checks)": "Agent._tick ",
+    "forwarder": "Forwarder.run ",
+    "metrics_http": "HealthServer",
+}
+"""Pipeline stages of the profile, by the function whose inclusive time they are."""
+
+
 def profile_summary(raw: Path, top: int = 15) -> dict[str, Any]:
     """py-spy's collapsed stacks -> share of samples per thread and per function."""
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     threads: Counter[str] = Counter()
+    staged: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, n_text = line.rpartition(" ")
@@ -177,12 +195,16 @@ def profile_summary(raw: Path, top: int = 15) -> dict[str, Any]:
             self_time[funcs[-1]] += n
         for func in set(funcs):
             inclusive[func] += n
+        for stage, prefix in STAGES.items():
+            if any(func.startswith(prefix) for func in funcs):
+                staged[stage] += n
 
-    def share(counter: Counter[str]) -> list[tuple[str, float]]:
-        return [(k, round(v / total, 3)) for k, v in counter.most_common(top)]
+    def share(counter: Counter[str], n: int = top) -> list[tuple[str, float]]:
+        return [(k, round(v / total, 3)) for k, v in counter.most_common(n)]
 
-    return {"samples": total, "threads": share(threads), "self": share(self_time),
-            "inclusive": share(inclusive)}
+    stages = {stage: round(staged[stage] / total, 3) for stage in STAGES} if total else {}
+    return {"samples": total, "threads": share(threads), "stages": stages,
+            "self": share(self_time), "inclusive": share(inclusive, 2 * top)}
 
 
 def run_profile(edge_ctx: Any, messages: list[Message], port: int, pid_out: Path,
@@ -282,7 +304,10 @@ def summary(result: dict[str, Any]) -> str:
         )
     prof = result.get("profile_qos1")
     if prof and "self" in prof:
-        lines.append("  profile (py-spy, share of samples, self time):")
+        lines.append("  profile (py-spy --gil, share of the CPU work by stage, inclusive):")
+        for name, share in prof["stages"].items():
+            lines.append(f"    {share:6.1%}  {name}")
+        lines.append("  top functions (self time):")
         for name, share in prof["self"][:10]:
             lines.append(f"    {share:6.1%}  {name}")
     return "\n".join(lines)

@@ -50,18 +50,22 @@ def test_expected_samples_counts_fields_of_telemetry_only() -> None:
 def test_profile_summary_shares_self_and_inclusive_time(tmp_path: Path) -> None:
     raw = tmp_path / "raw.txt"
     raw.write_text(
-        "thread (0x1): edge-runner;_loop (edge/runner.py:10);validate (edge/validate.py:5) 30\n"
-        "thread (0x1): edge-runner;_loop (edge/runner.py:10);observe (edge/detection.py:7) 50\n"
+        "thread (0x1): edge-runner;_loop (edge/runner.py:10);"
+        "Validator.validate (edge/validate.py:5) 30\n"
+        "thread (0x1): edge-runner;_loop (edge/runner.py:10);"
+        "Detection.observe (edge/detection.py:7) 50\n"
         "thread (0x2): paho;_loop (paho/client.py:3) 20\n"
     )
     s = profile_summary(raw)
     assert s["samples"] == 100
     self_share = dict(s["self"])
-    assert self_share["observe (detection.py)"] == 0.5
-    assert self_share["validate (validate.py)"] == 0.3
+    assert self_share["Detection.observe (detection.py)"] == 0.5
+    assert self_share["Validator.validate (validate.py)"] == 0.3
     inclusive = dict(s["inclusive"])
     assert inclusive["_loop (runner.py)"] == 0.8
     assert dict(s["threads"])["edge-runner"] == 0.8
+    assert s["stages"]["validation"] == 0.3
+    assert s["stages"]["detection"] == 0.5
 
 
 def test_memory_slope_is_mb_per_minute() -> None:
