@@ -10,14 +10,39 @@ carry on: one buggy detector never stops the agent.
 A reading whose timestamp is not newer than the device's last one (an MQTT redelivery
 after a reconnect) is not shown to the monitors again, so a redelivery cannot create a
 second episode.
+
+Episodes are decided here, not in each monitor: an :class:`EpisodeRegistry` knows for every
+(device, event type) whether an episode is open and when it started, and every finding of
+the readings, status and tick paths passes through it:
+
+* ``raised`` for a (device, type) already open: suppressed (counted
+  ``episodes_reraise_suppressed``), since the fault is the one already told;
+* ``cleared`` for an open one: emitted with the *registry's* ``episode_start`` (so the
+  raised and cleared ids name the same episode) and closes it;
+* ``cleared`` for one not open: suppressed (counted ``episodes_clear_suppressed``).
+
+The registry is durable: every change rides with the event that causes it into the
+outbox's transaction (:meth:`Detection.take_episode_changes`, ``Entry.episode``), and the
+agent hands the stored registry to :meth:`Detection.restore` at start. Fresh monitors after
+a crash re-raise an ongoing fault (from redelivered or new data): that maps to the open
+episode and is suppressed. A restored episode that its detector does not confirm (raise
+again) within ``confirm_periods`` sampling periods of fresh data from the device is closed
+with a ``cleared`` event, evidence ``{"reason": "not confirmed after restart"}``: the fault
+ended while the agent was down, or its detector needs a longer warm-up than the window.
+
+Device-native events bypass the registry: each is named by the device's own timestamp,
+which a crash cannot change (a redelivery yields the same id), and most are one-shot
+reports with no clear (a gate's ``forced_open``): opening registry episodes for them would
+suppress every later report of the same type.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from device_profiles.messages import Event, Reading
 from device_profiles.schema import DeviceProfile
@@ -25,11 +50,130 @@ from device_profiles.site import DeviceConfig, SiteConfig
 from edge.detectors.base import DeviceMonitor, Finding, build_monitors
 from edge.events import UnknownEventType, finding_to_event, native_to_event
 from edge.metrics import Metrics
+from edge.outbox import EpisodeState
 from edge.validate import NativeEvent, StatusChange
 
 log = logging.getLogger(__name__)
 
 MonitorsFactory = Callable[[DeviceProfile, DeviceConfig], list[DeviceMonitor]]
+
+NOT_CONFIRMED = "not confirmed after restart"
+"""``evidence["reason"]`` of the clear that closes a restored episode nobody confirmed."""
+
+DEFAULT_CONFIRM_PERIODS = 60.0
+"""Sampling periods of fresh data a restored episode waits for its detector to re-raise."""
+
+Outcome = Literal["emit", "reraise_suppressed", "clear_suppressed"]
+
+
+@dataclass
+class _Open:
+    start: float
+    raised_ts: float
+    confirmed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the registry makes of one finding (see :meth:`EpisodeRegistry.judge`).
+
+    ``finding``: what to emit (a clear carries the registry's episode start), ``None`` when
+    suppressed; ``change``: the registry change the emitted event causes.
+    """
+
+    outcome: Outcome
+    finding: Finding | None
+    change: EpisodeState | None
+
+
+class EpisodeRegistry:
+    """The authoritative open episodes of every (device, event type), in memory.
+
+    :meth:`judge` is pure; :meth:`apply` makes a verdict true once its event exists, so a
+    finding that cannot become an event never changes the registry. Persistence is the
+    caller's: each verdict's ``change`` must be committed with its event.
+    """
+
+    def __init__(self, restored: Iterable[EpisodeState] = ()) -> None:
+        self._open: dict[tuple[str, str], _Open] = {}
+        self._fresh_since: dict[str, float] = {}
+        for state in restored:
+            if state.open:
+                self._open[(state.device_id, state.event_type)] = _Open(
+                    state.start, state.raised_ts, confirmed=False
+                )
+
+    def open_start(self, device_id: str, event_type: str) -> float | None:
+        """The start of the open episode of (device, type); ``None`` when none is open."""
+        episode = self._open.get((device_id, event_type))
+        return None if episode is None else episode.start
+
+    def open_episodes(self) -> list[EpisodeState]:
+        """Every open episode (for health pages and tests)."""
+        return [
+            EpisodeState(device, etype, ep.start, ep.raised_ts)
+            for (device, etype), ep in sorted(self._open.items())
+        ]
+
+    def unconfirmed(self, device_id: str) -> list[str]:
+        """Event types of the device's restored episodes its detectors have not re-raised."""
+        return sorted(
+            etype for (device, etype), ep in self._open.items()
+            if device == device_id and not ep.confirmed
+        )
+
+    def judge(self, device_id: str, finding: Finding) -> Verdict:
+        """The verdict on ``finding`` under the rules of the module docstring."""
+        episode = self._open.get((device_id, finding.event_type))
+        if finding.state == "raised":
+            if episode is not None:
+                return Verdict("reraise_suppressed", None, None)
+            change = EpisodeState(device_id, finding.event_type, finding.episode_start,
+                                  finding.ts)
+            return Verdict("emit", finding, change)
+        if episode is None:
+            return Verdict("clear_suppressed", None, None)
+        cleared = replace(finding, episode_start=episode.start)
+        change = EpisodeState(device_id, finding.event_type, episode.start, episode.raised_ts,
+                              open=False)
+        return Verdict("emit", cleared, change)
+
+    def apply(self, device_id: str, finding: Finding, verdict: Verdict) -> None:
+        """Make ``verdict`` (from :meth:`judge` on ``finding``) the registry's state."""
+        key = (device_id, finding.event_type)
+        if verdict.outcome == "reraise_suppressed":
+            episode = self._open.get(key)
+            if episode is not None:
+                episode.confirmed = True
+            return
+        change = verdict.change
+        if change is None:
+            return
+        if change.open:
+            self._open[key] = _Open(change.start, change.raised_ts, confirmed=True)
+        else:
+            self._open.pop(key, None)
+        if not self.unconfirmed(device_id):
+            self._fresh_since.pop(device_id, None)
+
+    def stale(self, device_id: str, ts: float, window_s: float) -> list[Finding]:
+        """Clears for the device's unconfirmed restored episodes once ``window_s`` of fresh
+        data (reading timestamps from the first one after the restart to ``ts``) passed."""
+        pending = self.unconfirmed(device_id)
+        if not pending:
+            return []
+        since = self._fresh_since.setdefault(device_id, ts)
+        if ts - since < window_s:
+            return []
+        out = []
+        for etype in pending:
+            episode = self._open[(device_id, etype)]
+            out.append(Finding(
+                etype, "cleared", ts, episode.start,
+                {"reason": NOT_CONFIRMED, "restored_start": episode.start,
+                 "fresh_data_s": ts - since, "window_s": window_s},
+            ))
+        return out
 
 
 @dataclass
@@ -50,7 +194,15 @@ class Detection:
         *,
         monitor_factory: MonitorsFactory = build_monitors,
         metrics: Metrics | None = None,
+        confirm_periods: float = DEFAULT_CONFIRM_PERIODS,
     ) -> None:
+        """``confirm_periods``: sampling periods of fresh data a restored episode waits for
+        its detector to raise it again before it is closed as not confirmed."""
+        if not confirm_periods > 0:
+            raise ValueError(f"confirm_periods must be positive, got {confirm_periods}")
+        self._confirm_periods = confirm_periods
+        self.registry = EpisodeRegistry()
+        self._changes: dict[str, EpisodeState] = {}
         self._site_id = site.site_id
         self._gateway_id = site.gateway_id
         self._metrics = metrics or Metrics()
@@ -64,6 +216,36 @@ class Detection:
     def monitor_count(self) -> int:
         return sum(len(d.monitors) for d in self._devices.values())
 
+    def restore(self, episodes: Iterable[EpisodeState]) -> int:
+        """Start from the stored registry (call before the first message); return how many
+        open episodes were restored. Episodes of devices or event types the site and
+        profiles no longer have are skipped (counted ``episodes_restore_skipped``)."""
+        known = []
+        for state in episodes:
+            device = self._devices.get(state.device_id)
+            if device is None or state.event_type not in device.profile.events:
+                self._metrics.inc("episodes_restore_skipped")
+                log.warning("stored open episode %s %s skipped: no such device or event type",
+                            state.device_id, state.event_type)
+                continue
+            known.append(state)
+        self.registry = EpisodeRegistry(known)
+        self._metrics.inc("episodes_restored", float(len(known)))
+        if known:
+            log.info("restored %d open episodes; each is closed unless its detector confirms "
+                     "it within %g sampling periods of fresh data", len(known),
+                     self._confirm_periods)
+        return len(known)
+
+    def take_episode_changes(self) -> dict[str, EpisodeState]:
+        """Registry changes caused by the events returned since the last call, by event id.
+
+        A caller that persists the registry commits each change with its event (the runner
+        puts it on the event's outbox entry); others may ignore them.
+        """
+        changes, self._changes = self._changes, {}
+        return changes
+
     def observe(self, reading: Reading) -> list[Event]:
         """Events caused by one validated reading (stale or repeated readings are skipped)."""
         device = self._devices[reading.device_id]
@@ -71,13 +253,20 @@ class Detection:
             self._metrics.inc("readings_stale")
             return []
         device.last_ts = reading.ts
-        return self._run(device, lambda m: m.observe(reading), "observe")
+        events = self._run(device, lambda m: m.observe(reading), "observe")
+        window = self._confirm_periods * device.profile.sampling_period
+        stale = self.registry.stale(device.config.id, reading.ts, window)
+        if stale:
+            self._metrics.inc("episodes_not_confirmed", float(len(stale)))
+            events.extend(self._admit(device, stale, "restart"))
+        return events
 
     def status(self, change: StatusChange) -> list[Event]:
         device = self._devices[change.device_id]
         return self._run(device, lambda m: m.on_status(change.ts, change.online), "on_status")
 
     def native(self, native: NativeEvent) -> list[Event]:
+        """The event of a device-native event (not through the registry: see the module)."""
         device = self._devices[native.device_id]
         return [native_to_event(native, profile=device.profile, gateway_id=self._gateway_id)]
 
@@ -99,18 +288,34 @@ class Detection:
             except Exception:  # one monitor's bug must not stop the device's other monitors
                 self._count_error(device, monitor, what)
                 continue
-            for finding in findings:
-                try:
-                    events.append(
-                        finding_to_event(
-                            finding, profile=device.profile, site_id=self._site_id,
-                            gateway_id=self._gateway_id, device_id=device.config.id,
-                        )
-                    )
-                except (UnknownEventType, ValueError) as exc:
-                    self._metrics.inc("detector_errors", detector=type(monitor).__name__)
-                    log.error("device %s: dropped a finding: %s", device.config.id, exc)
+            if findings:
+                events.extend(self._admit(device, findings, type(monitor).__name__))
         self._metrics.inc("detector_seconds", time.perf_counter() - started)
+        return events
+
+    def _admit(self, device: _Device, findings: Iterable[Finding], source: str) -> list[Event]:
+        """Findings through the registry, then to events (recording each registry change)."""
+        events: list[Event] = []
+        device_id = device.config.id
+        for finding in findings:
+            verdict = self.registry.judge(device_id, finding)
+            if verdict.finding is None:
+                self.registry.apply(device_id, finding, verdict)
+                self._metrics.inc(f"episodes_{verdict.outcome}")
+                continue
+            try:
+                event = finding_to_event(
+                    verdict.finding, profile=device.profile, site_id=self._site_id,
+                    gateway_id=self._gateway_id, device_id=device_id,
+                )
+            except (UnknownEventType, ValueError) as exc:
+                self._metrics.inc("detector_errors", detector=source)
+                log.error("device %s: dropped a finding: %s", device_id, exc)
+                continue
+            self.registry.apply(device_id, finding, verdict)
+            if verdict.change is not None:
+                self._changes[event.event_id] = verdict.change
+            events.append(event)
         return events
 
     def _count_error(self, device: _Device, monitor: DeviceMonitor, what: str) -> None:

@@ -14,6 +14,12 @@ Lane rules are data (:class:`LaneSpec`):
 Only :meth:`Outbox.ack` removes an item (what the receiver acknowledged) apart from
 eviction. Every method is thread-safe. A write that hits a full disk raises
 :class:`~edge.sqlite_store.StoreFull` and changes nothing.
+
+The same database holds the detection layer's *episode registry* (table ``episodes``: the
+open fault episode of each (device, event type) and its start). An :class:`Entry` may carry
+the :class:`EpisodeState` its event causes; :meth:`Outbox.put_many` writes it in the same
+transaction as the event, so after a SIGKILL the registry and the queued events always
+agree (both written, or neither). :meth:`Outbox.open_episodes` reads the registry at start.
 """
 
 from __future__ import annotations
@@ -54,14 +60,31 @@ def default_lanes(telemetry_max_bytes: int = 64 * 1024 * 1024) -> tuple[LaneSpec
 
 
 @dataclass(frozen=True, slots=True)
+class EpisodeState:
+    """One (device, event type)'s episode as the registry keeps it.
+
+    ``open``: an episode raised at data time ``start`` (its event id names it) and not yet
+    cleared; ``raised_ts`` is the raised event's timestamp. A closed state deletes the row.
+    """
+
+    device_id: str
+    event_type: str
+    start: float
+    raised_ts: float
+    open: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     """An item to put: ``items`` is how many records the payload holds (evictions count
-    records, so a spooled batch of 500 readings evicted counts 500)."""
+    records, so a spooled batch of 500 readings evicted counts 500). ``episode``: the
+    registry change the item's event causes, written in the same transaction."""
 
     lane: str
     key: str
     payload: bytes
     items: int = 1
+    episode: EpisodeState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +111,13 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_lane_id ON outbox (lane, id);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS episodes (
+    device_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    start REAL NOT NULL,
+    raised_ts REAL NOT NULL,
+    PRIMARY KEY (device_id, event_type)
+);
 """
 
 
@@ -142,6 +172,8 @@ class Outbox:
 
         The transaction is flushed to the disk before returning when any entry's lane is
         ``sync_full``. Bounded lanes evict their oldest items past the bound (counted).
+        Entries' episode changes are applied in order in the same transaction, whether or
+        not their item was new (a re-derived event still carries its registry change).
         """
         batch = list(entries)
         if not batch:
@@ -170,6 +202,8 @@ class Outbox:
                         inserted += 1
                         bytes_after[e.lane] += len(e.payload)
                         depth_after[e.lane] += 1
+                    if e.episode is not None:
+                        _write_episode(conn, e.episode)
                 for lane in {e.lane for e in batch}:
                     bound = self._lanes[lane].max_bytes
                     if bound is not None and bytes_after[lane] > bound:
@@ -272,6 +306,18 @@ class Outbox:
         self._spec(lane)
         return self._evicted[lane]
 
+    def open_episodes(self) -> list[EpisodeState]:
+        """The episode registry: every (device, event type) with an open episode."""
+        with self._lock:
+            try:
+                rows = self._conn.execute(
+                    "SELECT device_id, event_type, start, raised_ts FROM episodes"
+                    " ORDER BY device_id, event_type"
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: cannot read the episode registry: {exc}") from exc
+        return [EpisodeState(str(d), str(t), float(s), float(r)) for d, t, s, r in rows]
+
     def checkpoint(self) -> None:
         """Fold the WAL back into the database file (keeps the WAL from growing)."""
         with self._lock:
@@ -336,3 +382,18 @@ class Outbox:
             if is_disk_full(exc):
                 raise StoreFull(f"{self.path}: disk full: {exc}") from exc
             raise StoreError(f"{self.path}: write failed: {exc}") from exc
+
+
+def _write_episode(conn: sqlite3.Connection, state: EpisodeState) -> None:
+    if state.open:
+        conn.execute(
+            "INSERT INTO episodes (device_id, event_type, start, raised_ts) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(device_id, event_type)"
+            " DO UPDATE SET start = excluded.start, raised_ts = excluded.raised_ts",
+            (state.device_id, state.event_type, state.start, state.raised_ts),
+        )
+    else:
+        conn.execute(
+            "DELETE FROM episodes WHERE device_id = ? AND event_type = ?",
+            (state.device_id, state.event_type),
+        )

@@ -35,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,7 +48,7 @@ from device_profiles.site import SiteConfig
 from edge.backoff import Backoff
 from edge.datalock import DataDirLock
 from edge.deadletter import DeadLetters
-from edge.detection import Detection, MonitorsFactory
+from edge.detection import DEFAULT_CONFIRM_PERIODS, Detection, MonitorsFactory
 from edge.detectors.base import build_monitors
 from edge.diskguard import DiskGuard, statvfs_free
 from edge.events import outbox_entry
@@ -109,10 +109,15 @@ class AgentOptions:
     """Seconds between attempts to write a held burst (disk full)."""
     forward: bool = True
     """Run the forwarder thread (off in tests that look at the outbox itself)."""
+    episode_confirm_periods: float = DEFAULT_CONFIRM_PERIODS
+    """Sampling periods of fresh data an episode left open by the last run waits for its
+    detector to raise it again; then it is closed as "not confirmed after restart"."""
 
     def __post_init__(self) -> None:
         if self.burst_max < 1 or self.tick_interval <= 0 or self.held_retry <= 0:
             raise ValueError("burst_max, tick_interval and held_retry must be positive")
+        if not self.episode_confirm_periods > 0:
+            raise ValueError("episode_confirm_periods must be positive")
         if self.queue_max <= self.receive_maximum:
             raise ValueError("queue_max must exceed receive_maximum (QoS 1 is never dropped)")
 
@@ -168,11 +173,13 @@ class Agent:
         self.guard.ensure_reserve()
         self.validator = Validator(site, self.profiles, max_payload=opts.max_payload, clock=clock)
         self.detection = Detection(
-            site, self.profiles, monitor_factory=monitor_factory, metrics=self.metrics
+            site, self.profiles, monitor_factory=monitor_factory, metrics=self.metrics,
+            confirm_periods=opts.episode_confirm_periods,
         )
         self.outbox = Outbox(
             self.data_dir / OUTBOX_FILE, default_lanes(opts.telemetry_max_bytes), clock=clock
         )
+        self.detection.restore(self.outbox.open_episodes())
         self.deadletters = DeadLetters(
             self.data_dir / DEADLETTER_FILE, max_rows=opts.deadletter_max_rows, clock=clock
         )
@@ -285,6 +292,9 @@ class Agent:
 
     def emit_event(self, event: Event) -> bool:
         """Queue an event from another producer (the camera service); thread-safe.
+
+        It bypasses the episode registry: such events are one-shot (an object thrown),
+        named by their producer's own data time, so a crash cannot rename them.
 
         Returns ``True`` once the event is durable in the outbox (``False``: it already was).
         Raises :class:`~edge.sqlite_store.StoreFull` if it cannot be written even after a
@@ -453,8 +463,14 @@ class Agent:
             self._write_telemetry(readings)
 
     def _stage_events(self, events: Iterable[Event]) -> None:
+        """Hold events for the next commit, each with the episode-registry change it causes
+        (committed in the same transaction, so a crash cannot separate them)."""
+        changes = self.detection.take_episode_changes()
         for event in events:
             entry = outbox_entry(event)
+            change = changes.get(event.event_id)
+            if change is not None:
+                entry = replace(entry, episode=change)
             (self._pending.critical if entry.lane == CRITICAL else self._pending.events).append(
                 entry
             )
