@@ -1,10 +1,8 @@
 """Learned-model detectors: a score detector plus the thresholding wrapper, from a profile.
 
 ``gaussian`` (multivariate, :class:`GaussianScorer`) and ``zscore`` (univariate or
-worst-of-fields, :class:`ZScorer`) can be listed in any profile; ``pump_model`` is
-``gaussian`` raising ``pump.anomaly``. The defaults are the single configuration chosen on
-the pump testbed by cross-validation across its two groups of recordings (see
-docs/detection.md); nothing is tuned per device.
+worst-of-fields, :class:`ZScorer`) can be listed in any profile (``pump_model``, the pump's
+multivariate EWMA chart, lives in :mod:`edge.detectors.pump`). Nothing is tuned per device.
 
 Params: the scorer's ``warmup``, ``smooth``, ``quantile``, ``margin`` (and for ``gaussian``
 ``shrinkage``), ``adapt_rate``; the wrapper's ``clear_level`` (raise level is 1.0, the
@@ -77,7 +75,10 @@ def _gate(p: Params, profile: DeviceProfile) -> Hysteresis:
     )
 
 
-def _only_when(p: Params, profile: DeviceProfile) -> tuple[tuple[str, float] | None, float]:
+def only_when_params(
+    p: Params, profile: DeviceProfile
+) -> tuple[tuple[str, float] | None, float]:
+    """``only_when`` / ``only_when_min`` / ``settle_s``: the operating state a model watches."""
     name = p.text("only_when", None)
     minimum = p.number("only_when_min", 0.5)
     settle = p.number("settle_s", 0.0, lo=0.0)
@@ -108,7 +109,7 @@ def build_gaussian(
         adapt_rate=p.number("adapt_rate", d["adapt_rate"], lo=0.0, hi=0.5),
     )
     gate = _gate(p, profile)
-    only_when, settle = _only_when(p, profile)
+    only_when, settle = only_when_params(p, profile)
     p.done()
     return ScoreMonitor(
         scorer, fields, event_type(profile, spec, default_event), gate,
@@ -132,7 +133,7 @@ def build_zscore(
         adapt_rate=p.number("adapt_rate", d["adapt_rate"], lo=0.0, hi=0.5),
     )
     gate = _gate(p, profile)
-    only_when, settle = _only_when(p, profile)
+    only_when, settle = only_when_params(p, profile)
     p.done()
     return ScoreMonitor(
         scorer, fields, event_type(profile, spec, "anomaly"), gate,

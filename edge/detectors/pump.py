@@ -9,24 +9,71 @@ from device_profiles.schema import DetectorSpec, DeviceProfile
 from device_profiles.site import DeviceConfig
 from edge.detectors.base import Finding, MonitorBase, register
 from edge.detectors.common import (
+    Hysteresis,
     Params,
     condition_from,
+    event_type,
+    numeric_fields,
     rule_event,
 )
-from edge.detectors.models import build_gaussian
+from edge.detectors.models import only_when_params
+from edge.detectors.scorers import MewmaScorer
 from edge.detectors.threshold import ScoreMonitor
 from edge.detectors.trend import LinearTrend
+
+PUMP_MODEL_DEFAULTS: dict[str, float] = {
+    "warmup": 400,
+    "span": 10,
+    "quantile": 1.0,
+    "margin": 3.0,
+    "shrinkage": 0.1,
+    "adapt_rate": 0.0,
+    "clip": 10.0,
+    "clear_level": 0.5,
+    "cooldown_s": 0.0,
+}
+"""The one configuration for every pump, chosen on the SKAB testbed by a 5-fold
+cross-validation over its recordings (docs/detection.md, "Pump testbed")."""
 
 
 def build_pump_model(
     spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig
 ) -> ScoreMonitor:
-    """``pump_model``: the multivariate learned model (``gaussian``) raising ``pump.anomaly``.
+    """``pump_model``: a multivariate EWMA chart (:class:`MewmaScorer`) raising ``pump.anomaly``.
 
-    Learns each pump's own normal from its first ``warmup`` samples, then adapts slowly to
-    samples judged normal; see :func:`edge.detectors.models.build_gaussian`.
+    Learns each pump's own normal from its first ``warmup`` samples (only while running,
+    with ``only_when``), then scores the smoothed sample vector; raise at the calibrated
+    edge of normal (1.0), hold the alarm until the score falls to ``clear_level``.
+    Params: ``warmup``, ``span``, ``quantile``, ``margin``, ``shrinkage``, ``adapt_rate``,
+    ``clip``; ``clear_level``, ``min_duration_s``, ``clear_after_s``, ``cooldown_s``;
+    ``only_when`` / ``only_when_min`` / ``settle_s``.
     """
-    return build_gaussian(spec, profile, device, default_event="anomaly")
+    p = Params(spec)
+    d = PUMP_MODEL_DEFAULTS
+    fields = numeric_fields(profile, spec)
+    scorer = MewmaScorer(
+        fields,
+        warmup=p.integer("warmup", int(d["warmup"]), lo=20),
+        span=p.integer("span", int(d["span"]), lo=1),
+        quantile=p.number("quantile", d["quantile"], lo=0.5, hi=1.0),
+        margin=p.number("margin", d["margin"], lo=0.01),
+        shrinkage=p.number("shrinkage", d["shrinkage"], lo=0.0, hi=0.99),
+        adapt_rate=p.number("adapt_rate", d["adapt_rate"], lo=0.0, hi=0.5),
+        clip=p.number("clip", d["clip"], lo=0.1),
+    )
+    gate = Hysteresis(
+        1.0,
+        p.number("clear_level", d["clear_level"], lo=0.0, hi=1.0),
+        min_duration=p.number("min_duration_s", 0.0, lo=0),
+        clear_duration=p.number("clear_after_s", 0.0, lo=0),
+        cooldown=p.number("cooldown_s", d["cooldown_s"], lo=0),
+    )
+    only_when, settle = only_when_params(p, profile)
+    p.done()
+    return ScoreMonitor(
+        scorer, fields, event_type(profile, spec, "anomaly"), gate,
+        only_when=only_when, settle_s=settle,
+    )
 
 
 class _Ewma:

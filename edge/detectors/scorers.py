@@ -254,3 +254,161 @@ class ZScorer:
         if len(self._recent) > self.smooth:
             del self._recent[0]
         return sum(self._recent) / len(self._recent) / self._scale
+
+
+class MewmaScorer:
+    """Multivariate EWMA chart: Hotelling's T² of the smoothed, standardised sample vector.
+
+    Why not :class:`GaussianScorer`: a pump fault on the testbed mostly shifts the *mean*
+    of one or two channels (flow drops by 3-4 standard deviations when a valve closes)
+    while every channel stays noisy. Averaging per-sample Mahalanobis distances keeps the
+    noise of all channels in the statistic; smoothing the vector first (exponential
+    weights, ``span`` samples, alpha = 2 / (span + 1)) and then measuring its distance
+    removes most of that noise, so a small sustained shift stands out sooner and longer.
+
+    Learning: the first ``warmup`` samples fix each channel's mean and spread (standard
+    scores are clipped at ``clip`` so one wild sample moves the smoothed vector by a
+    bounded amount), then the mean and the shrunk (``shrinkage`` towards the identity)
+    correlation of the *smoothed* vectors over the warm-up, leaving out its first ``span``
+    samples while the smoothing fills. The edge of normal (score 1.0) is ``margin`` times
+    the ``quantile`` of the warm-up's smoothed statistic. Afterwards, with
+    ``adapt_rate`` > 0, the channel means and the smoothed vectors' covariance follow the
+    samples the wrapper still teaches (those it judged normal), with exponential
+    forgetting. Channels missing from more than 10 % of the warm-up are left out; other
+    missing values count as the mean (no deviation). O(d²) per sample for d channels.
+    """
+
+    def __init__(
+        self,
+        fields: Sequence[str],
+        *,
+        warmup: int = 400,
+        span: int = 10,
+        quantile: float = 1.0,
+        margin: float = 3.0,
+        shrinkage: float = 0.1,
+        adapt_rate: float = 0.0,
+        clip: float = 10.0,
+        refresh_every: int = 50,
+    ) -> None:
+        if not fields:
+            raise DetectorConfigError("MewmaScorer needs at least one field")
+        if warmup < 10 or span < 1 or warmup <= span:
+            raise DetectorConfigError("MewmaScorer: warmup >= 10, span >= 1, warmup > span")
+        if not 0.5 <= quantile <= 1.0 or margin <= 0 or clip <= 0:
+            raise DetectorConfigError("MewmaScorer: 0.5 <= quantile <= 1, margin > 0, clip > 0")
+        if not 0.0 <= shrinkage < 1.0 or not 0.0 <= adapt_rate < 1.0 or refresh_every < 1:
+            raise DetectorConfigError(
+                "MewmaScorer: 0 <= shrinkage < 1, 0 <= adapt_rate < 1, refresh_every >= 1"
+            )
+        self.fields = tuple(fields)
+        self.warmup = warmup
+        self.span = span
+        self.alpha = 2.0 / (span + 1.0)
+        self.quantile = quantile
+        self.margin = margin
+        self.shrinkage = shrinkage
+        self.adapt_rate = adapt_rate
+        self.clip = clip
+        self.refresh_every = refresh_every
+        self._used: tuple[str, ...] = self.fields
+        self._buf: list[list[float]] = []
+        self._mean: FloatArray | None = None
+        self._std: FloatArray | None = None
+        self._centre: FloatArray | None = None
+        self._cov: FloatArray | None = None
+        self._prec: FloatArray | None = None
+        self._state: FloatArray | None = None
+        self._scale = 1.0
+        self._learned = 0
+
+    @property
+    def ready(self) -> bool:
+        """Whether the warm-up is over and scores are meaningful."""
+        return self._prec is not None
+
+    @property
+    def used_fields(self) -> tuple[str, ...]:
+        """The fields the model uses: those present in at least 90 % of the warm-up."""
+        return self._used
+
+    def _raw(self, x: Mapping[str, float]) -> list[float]:
+        out = []
+        for name in self._used:
+            v = x.get(name)
+            out.append(math.nan if v is None or v != v else float(v))
+        return out
+
+    def _standard(self, x: Mapping[str, float]) -> FloatArray:
+        assert self._mean is not None and self._std is not None
+        z = (np.asarray(self._raw(x), dtype=np.float64) - self._mean) / self._std
+        z = np.where(np.isfinite(z), z, 0.0)
+        return np.clip(z, -self.clip, self.clip)
+
+    def _fit(self) -> None:
+        data = np.asarray(self._buf, dtype=np.float64)
+        self._buf = []
+        keep = (~np.isnan(data)).mean(axis=0) >= 0.9
+        if not keep.any():
+            return
+        data = data[:, keep]
+        self._used = tuple(n for n, k in zip(self._used, keep, strict=True) if k)
+        mean = np.nanmean(data, axis=0)
+        std = np.sqrt(np.clip(np.nanvar(data, axis=0), 1e-12, None))
+        z = np.clip(np.nan_to_num((data - mean) / std), -self.clip, self.clip)
+        smoothed = np.empty_like(z)
+        state = np.zeros(z.shape[1])
+        for i, row in enumerate(z):
+            state += self.alpha * (row - state)
+            smoothed[i] = state
+        settled = smoothed[self.span:]
+        self._mean, self._std = mean, std
+        self._centre = settled.mean(axis=0)
+        self._cov = np.cov(settled, rowvar=False).reshape(len(self._used), len(self._used))
+        self._refresh()
+        assert self._prec is not None
+        diff = settled - self._centre
+        t2 = np.einsum("ij,jk,ik->i", diff, self._prec, diff)
+        self._scale = max(float(np.quantile(t2, self.quantile)), 1e-9) * self.margin
+        self._state = state
+
+    def _refresh(self) -> None:
+        assert self._cov is not None
+        std = np.sqrt(np.clip(np.diag(self._cov), 1e-12, None))
+        corr = self._cov / np.outer(std, std)
+        shrunk = (1.0 - self.shrinkage) * corr + self.shrinkage * np.eye(len(std))
+        self._prec = np.linalg.inv(shrunk) / np.outer(std, std)
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        """Collect warm-up samples, then (with ``adapt_rate``) follow normal slowly."""
+        if self._prec is None:
+            self._buf.append(self._raw(x))
+            if len(self._buf) >= self.warmup:
+                self._fit()
+            return
+        if self.adapt_rate <= 0.0 or self._state is None:
+            return
+        assert self._mean is not None and self._std is not None
+        assert self._centre is not None and self._cov is not None
+        a = self.adapt_rate
+        raw = np.asarray(self._raw(x), dtype=np.float64)
+        present = np.isfinite(raw)
+        self._mean[present] += a * (raw[present] - self._mean[present])
+        diff = self._state - self._centre
+        self._cov = (1.0 - a) * self._cov + a * np.outer(diff, diff)
+        self._learned += 1
+        if self._learned % self.refresh_every == 0:
+            self._refresh()
+
+    def reset_window(self) -> None:
+        """Restart the smoothing from the learned normal (the model itself is kept)."""
+        if self._centre is not None:
+            self._state = self._centre.copy()
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        """T² of the smoothed standardised vector over the calibrated edge of normal."""
+        if self._prec is None or self._state is None or self._centre is None:
+            return 0.0
+        self._state += self.alpha * (self._standard(x) - self._state)
+        diff = self._state - self._centre
+        return float(diff @ self._prec @ diff) / self._scale

@@ -1,0 +1,109 @@
+"""The pump model's scorer (:class:`MewmaScorer`): learns normal, flags sustained shifts."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from edge.detectors.base import DetectorConfigError
+from edge.detectors.scorers import MewmaScorer
+
+FIELDS = ("a", "b", "c")
+
+
+def normal_row(rng: random.Random) -> dict[str, float]:
+    base = rng.gauss(0.0, 1.0)
+    return {"a": 10.0 + base, "b": 5.0 + 0.5 * base + rng.gauss(0.0, 0.3),
+            "c": 2.0 + rng.gauss(0.0, 0.2)}
+
+
+def trained(rng: random.Random, **kw: float) -> MewmaScorer:
+    scorer = MewmaScorer(FIELDS, warmup=300, **kw)  # type: ignore[arg-type]
+    for _ in range(300):
+        row = normal_row(rng)
+        assert scorer.score_one(row) == 0.0
+        scorer.learn_one(row)
+    assert scorer.ready
+    return scorer
+
+
+def test_normal_data_stays_below_the_edge_of_normal() -> None:
+    rng = random.Random(1)
+    scorer = trained(rng)
+    scores = [scorer.score_one(normal_row(rng)) for _ in range(2000)]
+    assert max(scores) < 1.0
+
+
+def test_small_sustained_shift_in_one_channel_is_flagged_within_span_samples() -> None:
+    rng = random.Random(2)
+    scorer = trained(rng)
+    for _ in range(50):
+        scorer.score_one(normal_row(rng))
+    scores = []
+    for _ in range(30):
+        row = normal_row(rng)
+        row["c"] -= 3 * 0.2  # three standard deviations, one channel
+        scores.append(scorer.score_one(row))
+    assert max(scores[:3]) < 1.0
+    assert min(scores[15:]) > 1.0
+
+
+def test_one_wild_sample_is_clipped_and_cannot_raise_alone() -> None:
+    rng = random.Random(4)
+    scorer = trained(rng)
+    wild = normal_row(rng)
+    wild["a"] = 1e9
+    first = scorer.score_one(wild)
+    after = [scorer.score_one(normal_row(rng)) for _ in range(40)]
+    assert first < 1.0 or after[-1] < 1.0
+    assert after[-1] < 1.0
+
+
+def test_reset_window_restarts_smoothing_from_normal() -> None:
+    rng = random.Random(5)
+    scorer = trained(rng)
+    for _ in range(30):
+        row = normal_row(rng)
+        row["c"] += 2.0
+        scorer.score_one(row)
+    assert scorer.score_one(normal_row(rng)) > 1.0
+    scorer.reset_window()
+    assert scorer.score_one(normal_row(rng)) < 1.0
+
+
+def test_channel_missing_from_the_warm_up_is_left_out_and_missing_values_count_as_normal() -> None:
+    rng = random.Random(6)
+    scorer = MewmaScorer(FIELDS, warmup=200)
+    for _ in range(200):
+        row = normal_row(rng)
+        del row["c"]
+        scorer.learn_one(row)
+    assert scorer.used_fields == ("a", "b")
+    scores = [scorer.score_one({"a": normal_row(rng)["a"]}) for _ in range(100)]
+    assert max(scores) < 1.0
+
+
+def test_adaptation_follows_a_slow_drift_of_normal() -> None:
+    rng = random.Random(7)
+    fixed, adaptive = trained(rng), trained(random.Random(7), adapt_rate=0.01)
+    fixed_scores, adaptive_scores = [], []
+    for i in range(3000):
+        row = normal_row(rng)
+        row["a"] += 2.0 * i / 3000  # two standard deviations over the run
+        row["b"] += 1.0 * i / 3000
+        fixed_scores.append(fixed.score_one(row))
+        adaptive_scores.append(adaptive.score_one(row))
+        if adaptive_scores[-1] <= 0.5:
+            adaptive.learn_one(row)
+    assert max(fixed_scores[-200:]) > 1.0
+    assert max(adaptive_scores[-200:]) < 1.0
+
+
+@pytest.mark.parametrize("kw", [
+    {"span": 0}, {"warmup": 5}, {"warmup": 20, "span": 20}, {"quantile": 0.2},
+    {"margin": 0.0}, {"shrinkage": 1.0}, {"adapt_rate": 1.0}, {"clip": 0.0},
+])
+def test_bad_configuration_fails_at_construction(kw: dict[str, float]) -> None:
+    with pytest.raises(DetectorConfigError):
+        MewmaScorer(FIELDS, **kw)  # type: ignore[arg-type]
