@@ -262,8 +262,16 @@ class Detection:
         return events
 
     def status(self, change: StatusChange) -> list[Event]:
+        """Events caused by a status change, placed no earlier than the device's last reading.
+
+        A bare ``online``/``offline`` carries no time and is stamped with the agent's clock,
+        which may run behind the device's (a simulator at 5x, a device clock ahead): the
+        status came after the readings already seen, so its episode must not start (and
+        sort) before the reading that cleared the previous one.
+        """
         device = self._devices[change.device_id]
-        return self._run(device, lambda m: m.on_status(change.ts, change.online), "on_status")
+        ts = max(change.ts, device.last_ts)
+        return self._run(device, lambda m: m.on_status(ts, change.online), "on_status")
 
     def native(self, native: NativeEvent) -> list[Event]:
         """The event of a device-native event (not through the registry: see the module)."""

@@ -218,6 +218,24 @@ def test_a_repeated_offline_status_is_one_episode() -> None:
     assert metrics.counter("episodes_reraise_suppressed") == 1
 
 
+def test_a_status_stamped_behind_the_device_clock_follows_its_readings() -> None:
+    """The simulator's data runs ahead of the agent's clock: an ``offline`` stamped by the
+    agent after the reading that cleared the last offline episode must not sort before it."""
+    det = Detection(make_site(SITE), PROFILES, metrics=Metrics())
+
+    def offline(ts: float) -> list[Event]:
+        return det.status(StatusChange(site_id=SITE, kind="water_pump", device_id="pump-1",
+                                       ts=ts, online=False))
+
+    [first] = offline(100.0)
+    back = [e for e in det.observe(reading(500.0)) if e.type == "pump.offline"]
+    assert [(e.state, e.ts) for e in back] == [("cleared", 500.0)]
+    [second] = offline(101.0)
+    assert second.state == "raised" and second.ts == 500.0
+    assert second.event_id == eid("pump.offline", 500.0, "raised")
+    assert first.event_id == eid("pump.offline", 100.0, "raised")
+
+
 def test_changes_are_reported_once_per_event() -> None:
     det, fx = detection(Metrics())
     fx.monitors["pump-1"].queue = [raised(1.0), cleared(1.0, ts=2.0)]
