@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         args.duration, args.sample, args.buildings, args.gates = 20.0, 1.0, 40, 4
     result = run(args)
     report("memory", result, summary(result), args.json_out)
-    return 0
+    return 0 if result["agent_rejected"] == 0 and result["agent_received"] > 0 else 1
 
 
 if __name__ == "__main__":
