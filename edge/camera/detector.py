@@ -97,6 +97,9 @@ class ThrowDetector:
         self.frames_seen = 0
         self.rejections: dict[str, int] = {}
         self._recent: list[Alarm] = []
+        self._tracks_of: dict[int, Track] = {}
+        """The live track behind each recent alarm (it keeps being extended after the
+        alarm), so a later piece of the same fall is recognised by where it was lost."""
 
     def prepare(self, frame: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         return to_processing(frame, self.factor)
@@ -130,8 +133,12 @@ class ThrowDetector:
                 and abs(prev.x - x) <= self.p.dedupe_px):
             return True
         f0, x0, y0 = tr.frames[0], tr.xs[0], tr.ys[0]
+        prev_track = self._tracks_of.get(id(prev))
         last_f, last_x, _ = prev.trajectory[-1]
-        if f0 <= prev.trajectory[0][0] or f0 - last_f > 3 * self.fps:
+        if prev_track is not None:
+            last_f, last_x = prev_track.frames[-1], prev_track.xs[-1]
+        # a continuation starts after the earlier track was lost, and soon after
+        if f0 <= last_f - 2 or f0 - last_f > self.fps:
             return False
         fit = prev.fit
         tau = np.array([f0 / self.fps - fit.release_t])
@@ -176,4 +183,5 @@ class ThrowDetector:
         )
         self._recent = [a for a in self._recent
                         if frame_index - a.frame < 10 * self.p.dedupe_frames] + [alarm]
+        self._tracks_of = {id(a): self._tracks_of.get(id(a), tr) for a in self._recent}
         return alarm

@@ -2,8 +2,9 @@
 
 Every clip (video + sidecar, see :mod:`edge.camera.clip`) is run through a fresh detector.
 An alarm matches a ground-truth throw when its track overlaps the throw's frames and its
-back-traced release column lies within ``max(40 px, 4 % of the width)`` of the truth; each
-throw matches at most one alarm and every unmatched alarm is a false alarm. Recall is given
+back-traced release column lies within ``max(40 px, 4 % of the width)`` of the truth (pairs
+taken by column and release-time error); each throw matches at most one alarm and every
+unmatched alarm is a false alarm. Recall is given
 per size band of object area (``>= 16 px``, ``6 to 15 px``, ``< 6 px``) for throws from floor
 3 up (falls of at least two floors in view), and for all throws.
 """
@@ -38,24 +39,35 @@ def size_band(area: float) -> str:
 def match_alarms(
     meta: ClipMeta, alarms: list[Alarm]
 ) -> tuple[list[tuple[Throw, Alarm | None]], list[Alarm]]:
-    """Pair each throw with at most one alarm; return the pairs and the unmatched alarms."""
+    """Pair each throw with at most one alarm; return the pairs and the unmatched alarms.
+
+    A pair is possible when the alarm's track overlaps the throw's frames and its release
+    column is within tolerance; pairs are taken greedily by a cost mixing the column error
+    and the release-time error, so two throws from the same column are not swapped."""
     tol = max(40.0, 0.04 * meta.width)
-    free = list(alarms)
-    pairs: list[tuple[Throw, Alarm | None]] = []
-    for throw in meta.throws:
-        best: Alarm | None = None
-        best_d = float("inf")
-        for a in free:
+    candidates: list[tuple[float, int, int]] = []
+    for ti, throw in enumerate(meta.throws):
+        for ai, a in enumerate(alarms):
             first, last = a.trajectory[0][0], a.trajectory[-1][0]
             if last < throw.release_frame - 2 or first > throw.impact_frame + 2:
                 continue
-            d = abs(a.x - throw.x)
-            if d <= tol and d < best_d:
-                best, best_d = a, d
-        if best is not None:
-            free.remove(best)
-        pairs.append((throw, best))
-    return pairs, free
+            dx = abs(a.x - throw.x)
+            if dx > tol:
+                continue
+            cost = dx / tol + abs(a.release_frame - throw.release_frame) / meta.fps
+            candidates.append((cost, ti, ai))
+    candidates.sort()
+    by_throw: dict[int, int] = {}
+    used: set[int] = set()
+    for _cost, ti, ai in candidates:
+        if ti in by_throw or ai in used:
+            continue
+        by_throw[ti] = ai
+        used.add(ai)
+    pairs: list[tuple[Throw, Alarm | None]] = [
+        (t, alarms[by_throw[i]] if i in by_throw else None) for i, t in enumerate(meta.throws)
+    ]
+    return pairs, [a for i, a in enumerate(alarms) if i not in used]
 
 
 @dataclass(slots=True)
