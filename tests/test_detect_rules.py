@@ -336,3 +336,25 @@ def test_pump_model_leaves_out_a_channel_the_pump_does_not_have() -> None:
     for _, row in shifted:
         del row["flow_lpm"]
     assert states(feed(m, "water_pump", shifted)) == ["raised"]
+
+
+def test_offline_silence_is_measured_on_the_tick_clock_not_against_lagging_data() -> None:
+    """A backlog of old readings drained after an outage must not flip the device offline."""
+    m = monitor("water_pump", "offline")
+    now = T0 + 3600.0
+    for i in range(5):
+        feed(m, "water_pump", [(T0 + i, {"current_a": 1.0})])
+        assert m.tick(now + i) == []
+    assert m.tick(now + 29) == []
+    (raised,) = m.tick(now + 40)
+    assert raised.state == "raised" and raised.episode_start == T0 + 4 + 30
+
+
+def test_offline_with_data_ahead_of_the_clock_still_sees_silence() -> None:
+    """An accelerated simulator (or a fast device clock) goes quiet: offline is still seen."""
+    m = monitor("water_pump", "offline")
+    feed(m, "water_pump", [(T0 + 500, {"current_a": 1.0})])
+    assert m.tick(T0) == []
+    assert m.tick(T0 + 29) == []
+    (raised,) = m.tick(T0 + 31)
+    assert raised.state == "raised"

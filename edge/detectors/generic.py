@@ -130,6 +130,13 @@ class Offline(MonitorBase):
     the same episode); an ``offline`` status raises at once with the status's timestamp. A
     telemetry reading clears it; an ``online`` status only restarts the silence clock.
     Before the first message the clock starts at the first tick.
+
+    Silence is measured on the tick clock (the agent's), not by comparing it with the data
+    timestamps: at the first tick after a message, when the message's timestamp is ahead of
+    the tick clock (a device clock running fast, an accelerated simulator) or behind it by
+    more than ``offline_after`` (a backlog drained after an outage, buffered history, a lagging
+    agent), the silence clock restarts at that tick instead. Otherwise every device of a
+    site would flip offline and back while a backlog drains.
     """
 
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
@@ -137,28 +144,39 @@ class Offline(MonitorBase):
         self._after = p.number("offline_after_s", profile.offline_after, lo=0.001)
         p.done()
         self._last: float | None = None
+        self._heard: float | None = None
+        """Tick-clock time the silence is measured from."""
+        self._fresh = False
         self._episode = Episode(event_type(profile, spec, "offline"))
 
+    def _saw(self, ts: float) -> None:
+        if self._last is None or ts > self._last:
+            self._last = ts
+        self._fresh = True
+
     def observe(self, reading: Reading) -> list[Finding]:
-        if self._last is None or reading.ts > self._last:
-            self._last = reading.ts
+        self._saw(reading.ts)
         return self._episode.clear(reading.ts)
 
     def tick(self, now: float) -> list[Finding]:
         if self._last is None:
-            self._last = now
+            self._last = self._heard = now
             return []
-        if now - self._last >= self._after:
+        if self._fresh or self._heard is None:
+            self._fresh = False
+            lag = now - self._last
+            self._heard = self._last if 0.0 <= lag < self._after else now
+        silent = now - self._heard
+        if silent >= self._after:
             start = self._last + self._after
             return self._episode.raise_(
-                now, {"last_seen": self._last, "silent_s": now - self._last}, start=start
+                now, {"last_seen": self._last, "silent_s": silent}, start=start
             )
         return []
 
     def on_status(self, ts: float, online: bool) -> list[Finding]:
         if online:
-            if self._last is None or ts > self._last:
-                self._last = ts
+            self._saw(ts)
             return []
         return self._episode.raise_(ts, {"status": "offline", "last_seen": self._last})
 
