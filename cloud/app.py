@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from cloud import dashboard
+from cloud import dashboard, metrics
 from cloud.api import (
     auth,
     devices,
@@ -79,6 +79,7 @@ def create_app(
     for module in (events, auth, work_orders, devices, sites, stream, reporting, people):
         app.include_router(module.router)
     dashboard.install(app)
+    metrics.install(app, ctx)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:

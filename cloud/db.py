@@ -38,7 +38,7 @@ def make_engine(settings: Settings) -> Engine:
         return engine
     return create_engine(
         url, pool_size=settings.pool_size, max_overflow=settings.pool_size,
-        pool_pre_ping=True, future=True,
+        pool_timeout=settings.pool_timeout, pool_pre_ping=True, future=True,
     )
 
 

@@ -56,6 +56,12 @@ class Settings(BaseModel):
     run_engine: bool = True
     """Run the background engine in this process (the app's lifespan starts it)."""
     pool_size: int = Field(default=10, ge=1, le=200)
+    pool_timeout: Duration = 5.0
+    """Seconds a request waits for a database connection before it is refused with 503 and
+    ``Retry-After`` (gateways back off and resend; nothing is lost)."""
+    metrics_token: str | None = None
+    """Bearer token ``/metrics`` requires; ``None``: open (bind the service to a private
+    network, as Prometheus scraping usually assumes)."""
 
     @model_validator(mode="before")
     @classmethod
