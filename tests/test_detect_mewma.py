@@ -6,7 +6,13 @@ import random
 
 import pytest
 
+from device_profiles.loader import load_profiles
+from device_profiles.messages import Reading
+from device_profiles.schema import DeviceProfile
+from device_profiles.site import DeviceConfig
+from edge.detectors import build_monitors
 from edge.detectors.base import DetectorConfigError
+from edge.detectors.chain import DetectorChain
 from edge.detectors.scorers import MewmaScorer
 
 FIELDS = ("a", "b", "c")
@@ -107,3 +113,40 @@ def test_adaptation_follows_a_slow_drift_of_normal() -> None:
 def test_bad_configuration_fails_at_construction(kw: dict[str, float]) -> None:
     with pytest.raises(DetectorConfigError):
         MewmaScorer(FIELDS, **kw)  # type: ignore[arg-type]
+
+
+def pump_spec_params(**params: object) -> DeviceProfile:
+    profile = load_profiles()["water_pump"]
+    detectors = tuple(
+        d.model_copy(update={"params": {**d.params, **params}}) if d.name == "pump_model" else d
+        for d in profile.detectors
+    )
+    return profile.model_copy(update={"detectors": detectors})
+
+
+@pytest.mark.parametrize("params", [{"span": 0}, {"warmup": 50, "span": 60}, {"clip": -1.0},
+                                    {"clear_level": 1.5}, {"spann": 10}])
+def test_pump_model_rejects_bad_params_naming_the_detector(params: dict[str, object]) -> None:
+    with pytest.raises(DetectorConfigError, match="pump_model"):
+        build_monitors(pump_spec_params(**params), DeviceConfig(id="p1", kind="water_pump"))
+
+
+def test_pump_model_learns_the_pump_then_raises_on_a_flow_drop_and_clears_after() -> None:
+    rng = random.Random(8)
+    profile = pump_spec_params(warmup=300)
+    chain = DetectorChain.for_device(profile, DeviceConfig(id="p1", kind="water_pump"),
+                                     only=["pump_model"])
+
+    def row(flow_shift: float) -> dict[str, float]:
+        load = rng.gauss(0.0, 1.0)
+        return {"accel1_rms": 0.2 + 0.01 * rng.gauss(0, 1), "accel2_rms": 0.25 + 0.01 * load,
+                "current_a": 2.0 + 0.05 * load, "pressure_bar": 3.0 + 0.05 * rng.gauss(0, 1),
+                "voltage_v": 230 + rng.gauss(0, 1), "flow_lpm": 120 + 2 * load + flow_shift}
+
+    states: list[str] = []
+    t = 1_700_000_000.0
+    for i in range(1500):
+        shift = -8.0 if 900 <= i < 1100 else 0.0
+        states += [f.state for f in chain.observe(
+            Reading("site", "water_pump", "p1", t + i, row(shift)))]
+    assert states == ["raised", "cleared"]
