@@ -66,11 +66,10 @@ DEFAULT_CONFIRM_PERIODS = 60.0
 Outcome = Literal["emit", "reraise_suppressed", "clear_suppressed"]
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Open:
     start: float
     raised_ts: float
-    confirmed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +95,15 @@ class EpisodeRegistry:
 
     def __init__(self, restored: Iterable[EpisodeState] = ()) -> None:
         self._open: dict[tuple[str, str], _Open] = {}
+        self._unconfirmed: dict[str, set[str]] = {}
+        """Restored episodes not yet raised again, by device (kept small for the hot path)."""
         self._fresh_since: dict[str, float] = {}
         for state in restored:
             if state.open:
                 self._open[(state.device_id, state.event_type)] = _Open(
-                    state.start, state.raised_ts, confirmed=False
+                    state.start, state.raised_ts
                 )
+                self._unconfirmed.setdefault(state.device_id, set()).add(state.event_type)
 
     def open_start(self, device_id: str, event_type: str) -> float | None:
         """The start of the open episode of (device, type); ``None`` when none is open."""
@@ -117,10 +119,7 @@ class EpisodeRegistry:
 
     def unconfirmed(self, device_id: str) -> list[str]:
         """Event types of the device's restored episodes its detectors have not re-raised."""
-        return sorted(
-            etype for (device, etype), ep in self._open.items()
-            if device == device_id and not ep.confirmed
-        )
+        return sorted(self._unconfirmed.get(device_id, ()))
 
     def judge(self, device_id: str, finding: Finding) -> Verdict:
         """The verdict on ``finding`` under the rules of the module docstring."""
@@ -141,27 +140,27 @@ class EpisodeRegistry:
     def apply(self, device_id: str, finding: Finding, verdict: Verdict) -> None:
         """Make ``verdict`` (from :meth:`judge` on ``finding``) the registry's state."""
         key = (device_id, finding.event_type)
-        if verdict.outcome == "reraise_suppressed":
-            episode = self._open.get(key)
-            if episode is not None:
-                episode.confirmed = True
-            return
         change = verdict.change
-        if change is None:
+        if change is not None:
+            if change.open:
+                self._open[key] = _Open(change.start, change.raised_ts)
+            else:
+                self._open.pop(key, None)
+        if verdict.outcome == "clear_suppressed":
             return
-        if change.open:
-            self._open[key] = _Open(change.start, change.raised_ts, confirmed=True)
-        else:
-            self._open.pop(key, None)
-        if not self.unconfirmed(device_id):
-            self._fresh_since.pop(device_id, None)
+        pending = self._unconfirmed.get(device_id)
+        if pending is not None:
+            pending.discard(finding.event_type)
+            if not pending:
+                del self._unconfirmed[device_id]
+                self._fresh_since.pop(device_id, None)
 
     def stale(self, device_id: str, ts: float, window_s: float) -> list[Finding]:
         """Clears for the device's unconfirmed restored episodes once ``window_s`` of fresh
         data (reading timestamps from the first one after the restart to ``ts``) passed."""
-        pending = self.unconfirmed(device_id)
-        if not pending:
+        if device_id not in self._unconfirmed:
             return []
+        pending = self.unconfirmed(device_id)
         since = self._fresh_since.setdefault(device_id, ts)
         if ts - since < window_s:
             return []
