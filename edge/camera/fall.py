@@ -53,7 +53,7 @@ class FallParams:
     rest_speed_mps: float = 0.8
     """A track whose first six sightings descend slower than this (or by at most two
     pixels) started at rest in view."""
-    rest_release_s: float = 0.3
+    rest_release_s: float = 0.6
     min_line_ratio: float = 3.0
     max_mean_gap: float = 1.5
     """Mean frames between sightings: chained rain drops leave gaps, a tracked object few."""
