@@ -29,6 +29,8 @@ episode and is suppressed. A restored episode that its detector does not confirm
 again) within ``confirm_periods`` sampling periods of fresh data from the device is closed
 with a ``cleared`` event, evidence ``{"reason": "not confirmed after restart"}``: the fault
 ended while the agent was down, or its detector needs a longer warm-up than the window.
+A restored *offline* episode is closed by the device's first fresh reading, as the offline
+detector itself would have closed it.
 
 Device-native events bypass the registry: each is named by the device's own timestamp,
 which a crash cannot change (a redelivery yields the same id), and most are one-shot
@@ -48,6 +50,7 @@ from device_profiles.messages import Event, Reading
 from device_profiles.schema import DeviceProfile
 from device_profiles.site import DeviceConfig, SiteConfig
 from edge.detectors.base import DeviceMonitor, Finding, build_monitors
+from edge.detectors.common import event_type
 from edge.events import UnknownEventType, finding_to_event, native_to_event
 from edge.metrics import Metrics
 from edge.outbox import EpisodeState
@@ -60,8 +63,12 @@ MonitorsFactory = Callable[[DeviceProfile, DeviceConfig], list[DeviceMonitor]]
 NOT_CONFIRMED = "not confirmed after restart"
 """``evidence["reason"]`` of the clear that closes a restored episode nobody confirmed."""
 
-DEFAULT_CONFIRM_PERIODS = 60.0
-"""Sampling periods of fresh data a restored episode waits for its detector to re-raise."""
+DEFAULT_CONFIRM_PERIODS = 600.0
+"""Sampling periods of fresh data a restored episode waits for its detector to re-raise.
+
+Generous on purpose: closing an ongoing fault too early tells it as two episodes, while a
+late clear of a fault that ended during the outage only delays its ``cleared`` event. 600
+covers the rule detectors' warm-ups (the pump rules learn over 300 running samples)."""
 
 Outcome = Literal["emit", "reraise_suppressed", "clear_suppressed"]
 
@@ -155,22 +162,25 @@ class EpisodeRegistry:
                 del self._unconfirmed[device_id]
                 self._fresh_since.pop(device_id, None)
 
-    def stale(self, device_id: str, ts: float, window_s: float) -> list[Finding]:
-        """Clears for the device's unconfirmed restored episodes once ``window_s`` of fresh
-        data (reading timestamps from the first one after the restart to ``ts``) passed."""
+    def stale(
+        self, device_id: str, ts: float, window_s: Callable[[str], float]
+    ) -> list[Finding]:
+        """Clears for the device's unconfirmed restored episodes whose window (seconds of
+        fresh data, ``window_s(event_type)``) has passed: reading timestamps from the first
+        one after the restart to ``ts``."""
         if device_id not in self._unconfirmed:
             return []
-        pending = self.unconfirmed(device_id)
         since = self._fresh_since.setdefault(device_id, ts)
-        if ts - since < window_s:
-            return []
         out = []
-        for etype in pending:
+        for etype in self.unconfirmed(device_id):
+            window = window_s(etype)
+            if ts - since < window:
+                continue
             episode = self._open[(device_id, etype)]
             out.append(Finding(
                 etype, "cleared", ts, episode.start,
                 {"reason": NOT_CONFIRMED, "restored_start": episode.start,
-                 "fresh_data_s": ts - since, "window_s": window_s},
+                 "fresh_data_s": ts - since, "window_s": window},
             ))
         return out
 
@@ -180,7 +190,14 @@ class _Device:
     config: DeviceConfig
     profile: DeviceProfile
     monitors: list[DeviceMonitor]
+    confirm_s: float
+    """Seconds of fresh data a restored episode of this device waits for confirmation."""
+    offline_types: frozenset[str]
+    """Event types of the profile's offline detectors: a fresh reading closes them."""
     last_ts: float = float("-inf")
+
+    def confirm_window(self, event_type: str) -> float:
+        return 0.0 if event_type in self.offline_types else self.confirm_s
 
 
 class Detection:
@@ -208,7 +225,14 @@ class Detection:
         self._devices: dict[str, _Device] = {}
         for device in site.all_devices():
             profile = profiles[device.kind]
-            self._devices[device.id] = _Device(device, profile, monitor_factory(profile, device))
+            self._devices[device.id] = _Device(
+                device, profile, monitor_factory(profile, device),
+                confirm_s=confirm_periods * profile.sampling_period,
+                offline_types=frozenset(
+                    event_type(profile, spec, "offline")
+                    for spec in profile.detectors if spec.name == "offline"
+                ),
+            )
         self._logged: set[tuple[str, str]] = set()
 
     @property
@@ -253,8 +277,7 @@ class Detection:
             return []
         device.last_ts = reading.ts
         events = self._run(device, lambda m: m.observe(reading), "observe")
-        window = self._confirm_periods * device.profile.sampling_period
-        stale = self.registry.stale(device.config.id, reading.ts, window)
+        stale = self.registry.stale(device.config.id, reading.ts, device.confirm_window)
         if stale:
             self._metrics.inc("episodes_not_confirmed", float(len(stale)))
             events.extend(self._admit(device, stale, "restart"))

@@ -114,15 +114,15 @@ def test_restored_episodes_are_unconfirmed_until_raised_again() -> None:
     assert reg.unconfirmed("pump-1") == [DRY, "pump.leak"]
     assert admit(reg, raised(100.0)) is None
     assert reg.unconfirmed("pump-1") == ["pump.leak"]
-    assert reg.stale("pump-1", 200.0, window_s=60.0) == []
-    assert reg.stale("pump-1", 259.0, window_s=60.0) == []
-    [stale] = reg.stale("pump-1", 260.0, window_s=60.0)
+    assert reg.stale("pump-1", 200.0, window_s=lambda _: 60.0) == []
+    assert reg.stale("pump-1", 259.0, window_s=lambda _: 60.0) == []
+    [stale] = reg.stale("pump-1", 260.0, window_s=lambda _: 60.0)
     assert (stale.event_type, stale.state, stale.episode_start, stale.ts) == (
         "pump.leak", "cleared", 3.0, 260.0)
     assert stale.evidence["reason"] == NOT_CONFIRMED
     assert admit(reg, stale) == stale
     assert reg.unconfirmed("pump-1") == []
-    assert reg.stale("pump-1", 1000.0, window_s=60.0) == []
+    assert reg.stale("pump-1", 1000.0, window_s=lambda _: 60.0) == []
     assert reg.open_start("pump-1", DRY) == 10.0
 
 
@@ -268,6 +268,20 @@ def test_a_confirmed_restored_episode_stays_open_and_clears_with_its_start() -> 
     assert all(det.observe(reading(float(ts))) == [] for ts in range(1006, 1100))
     fx.monitors["pump-1"].queue = [cleared(1005.0, ts=1100.0)]
     assert ids(det.observe(reading(1100.0))) == [(DRY, "cleared", eid(DRY, 500.0, "cleared"))]
+
+
+def test_a_restored_offline_episode_is_closed_by_the_first_fresh_reading() -> None:
+    """The offline detector clears on any reading; a restored offline episode too, while
+    the device's other restored episodes wait for their window."""
+    metrics = Metrics()
+    det = Detection(make_site(SITE), PROFILES, metrics=metrics)
+    det.restore([EpisodeState("pump-1", "pump.offline", 40.0, 40.0),
+                 EpisodeState("pump-1", "pump.leak", 30.0, 31.0)])
+    events = [e for e in det.observe(reading(100.0)) if e.state == "cleared"]
+    assert [(e.type, e.event_id) for e in events] == [
+        ("pump.offline", eid("pump.offline", 40.0, "cleared"))]
+    assert events[0].evidence["window_s"] == 0.0
+    assert det.registry.unconfirmed("pump-1") == ["pump.leak"]
 
 
 def test_restore_skips_unknown_devices_and_types() -> None:
