@@ -46,6 +46,7 @@ from device_profiles.messages import Event, Reading
 from device_profiles.schema import DeviceProfile
 from device_profiles.site import SiteConfig
 from edge.backoff import Backoff
+from edge.camera_bridge import FRAME_CHANNEL, CameraBridge, video_cameras
 from edge.datalock import DataDirLock
 from edge.deadletter import DeadLetters
 from edge.detection import DEFAULT_CONFIRM_PERIODS, Detection, MonitorsFactory
@@ -210,6 +211,11 @@ class Agent:
             retry_max=site.cloud.retry_max, timeout=site.cloud.timeout,
             verify=site.cloud.ca_file or True, drain_rate=opts.drain_rate,
         )
+        cameras = video_cameras(site)
+        self.cameras: CameraBridge | None = (
+            CameraBridge(site, cameras, self.data_dir, self.emit_event, self.metrics, token)
+            if cameras else None
+        )
         self._pending = _Pending()
         self._retry_at = 0.0
         self._store_lock = threading.Lock()
@@ -249,6 +255,8 @@ class Agent:
         for thread in self._threads:
             thread.start()
         self._source.start()
+        if self.cameras is not None:
+            self.cameras.start()
         log.info(
             "edge agent for site %s started: %d devices, %d monitors, data in %s",
             self.site.site_id, len(self.site.all_devices()), self.detection.monitor_count,
@@ -262,6 +270,8 @@ class Agent:
         """
         if self._final is not None:
             return
+        if self.cameras is not None:
+            self.cameras.stop()
         self._stop.set()
         self._forward_stop.set()
         for thread in self._threads:
@@ -382,6 +392,8 @@ class Agent:
             "queue": self._queue.qsize(),
             "held": not self._pending.empty(),
             "degraded": self.health()["status"] != "ok",
+            "camera_frames": int(m.counter("camera_frames")),
+            "cameras": self.cameras.stats() if self.cameras is not None else {},
             "mqtt_connected": self._source.connected,
         }
 
@@ -441,6 +453,14 @@ class Agent:
         events: list[Event] = []
         letters: list[tuple[str, str, str, bytes]] = []
         for msg in burst:
+            if self.cameras is not None and msg.topic.endswith("/" + FRAME_CHANNEL):
+                parts = msg.topic.split("/")
+                if (
+                    len(parts) == 5 and parts[1] == self.site.site_id and parts[2] == "camera"
+                    and self.cameras.feed_frame(parts[3], msg.payload, msg.received)
+                ):
+                    m.inc("camera_frames")
+                    continue
             result = self.validator.validate(msg.topic, msg.payload)
             if isinstance(result, Rejection):
                 m.inc("rejects", reason=result.reason.value)
