@@ -17,7 +17,8 @@ def _gauge(text: str, name: str, site: str, priority: str) -> float:
 
 def test_metrics_count_open_orders_per_site_and_priority(tmp_path: Path) -> None:
     with harness(f"sqlite:///{tmp_path}/cloud.db") as cloud:
-        assert cloud.send("s1", [event(type_="elevator.entrapment", severity="critical")]).is_success
+        entrapment = event(type_="elevator.entrapment", severity="critical")
+        assert cloud.send("s1", [entrapment]).is_success
         assert cloud.send("s1", [event(type_="elevator.door_fault")]).is_success
         assert cloud.send("s2", [event(site_id="s2", type_="elevator.door_fault")]).is_success
         reply = cloud.client.get("/metrics")
