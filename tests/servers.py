@@ -93,7 +93,10 @@ class Mosquitto:
             listener = ""
         # As root, Mosquitto drops to its own user and then cannot write its persistence
         # into a root-owned temporary folder: sessions would be lost on restart.
-        run_as = "user root\n" if os.geteuid() == 0 else ""
+        sets_user = any(
+            line.strip().startswith("user ") for line in self.extra_conf.splitlines()
+        )
+        run_as = "user root\n" if os.geteuid() == 0 and not sets_user else ""
         conf.write_text(
             listener
             + run_as
