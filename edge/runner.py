@@ -130,6 +130,8 @@ class _Pending:
     critical: list[Entry] = field(default_factory=list)
     events: list[Entry] = field(default_factory=list)
     acks: list[InboundMessage] = field(default_factory=list)
+    points: list[Event] = field(default_factory=list)
+    """Events to mirror into the telemetry database once they are durable."""
 
     def empty(self) -> bool:
         return not (self.critical or self.events or self.acks)
@@ -486,6 +488,8 @@ class Agent:
         """Hold events for the next commit, each with the episode-registry change it causes
         (committed in the same transaction, so a crash cannot separate them)."""
         changes = self.detection.take_episode_changes()
+        events = list(events)
+        self._pending.points.extend(events)
         for event in events:
             entry = outbox_entry(event)
             change = changes.get(event.event_id)
@@ -533,7 +537,26 @@ class Agent:
         acks, p.acks = p.acks, []
         sent = sum(1 for msg in acks if self._source.ack(msg))
         self.metrics.inc("mqtt_acks", float(sent))
+        points, p.points = p.points, []
+        if points:
+            self._write_event_points(points)
         return True
+
+    def _write_event_points(self, events: list[Event]) -> None:
+        """Mirror durable events into outputs that chart them (Grafana's alarm panels).
+
+        Best effort: the outbox, not this copy, is what delivers events to the cloud.
+        """
+        for name, output in self._outputs.items():
+            write_events = getattr(output, "write_events", None)
+            if write_events is None:
+                continue
+            try:
+                write_events(events)
+                self.metrics.inc("event_points_written", float(len(events)), output=name)
+            except Exception as exc:  # a chart copy must never stall ingest: count, go on
+                self.metrics.inc("event_points_failed", float(len(events)), output=name)
+                log.debug("output %s could not take %d event points: %s", name, len(events), exc)
 
     def _room_for_events(self) -> bool:
         if not self._store_full:

@@ -42,6 +42,7 @@ class FlakyOutput:
         self.up = True
         self.stored: list[Reading] = []
         self.batches: list[int] = []
+        self.event_points: list[Event] = []
         self.calls = 0
 
     def write(self, readings: Sequence[Reading]) -> None:
@@ -50,6 +51,9 @@ class FlakyOutput:
             raise ConnectionError("tsdb down")
         self.stored.extend(readings)
         self.batches.append(len(readings))
+
+    def write_events(self, events: Sequence[Event]) -> None:
+        self.event_points.extend(events)
 
     def close(self) -> None:
         pass
@@ -87,6 +91,9 @@ def test_events_reach_the_cloud_and_messages_are_acked(
     ]
     wait_until(lambda: sorted(src.acked) == mids)
     assert len(output.stored) == 7
+    assert sorted((e.type, e.state) for e in output.event_points) == [
+        ("pump.dry_running", "cleared"), ("pump.dry_running", "raised")
+    ]
     stats = agent.stats()
     assert stats["readings"] == 7 and stats["events"] == 2 and stats["rejected"] == 0
 
