@@ -16,6 +16,7 @@ from cloud.api import (
     devices,
     events,
     people,
+    report_photos,
     reporting,
     sites,
     stream,
@@ -76,7 +77,8 @@ def create_app(
     app.add_middleware(RejectNul)
     app.state.ctx = ctx
     app.state.engine = engine
-    for module in (events, auth, work_orders, devices, sites, stream, reporting, people):
+    for module in (events, auth, work_orders, report_photos, devices, sites, stream, reporting,
+                   people):
         app.include_router(module.router)
     dashboard.install(app)
     metrics.install(app, ctx)

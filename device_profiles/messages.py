@@ -144,3 +144,5 @@ class WorkOrderPublic(BaseModel):
     rework_count: int = 0
     held_seconds: float = 0.0
     last_event_at: float | None = None
+    photos: list[str] = Field(default_factory=list)
+    """Photo references a person's report carries (``/api/v1/evidence/...`` paths)."""
