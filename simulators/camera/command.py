@@ -4,6 +4,9 @@ Two kinds of clip: *throw* clips (one to three objects each, with a random handf
 distractors) and *distractor-only* clips (every distractor on, no object). ``--eval-hour``
 writes the full evaluation set (throw clips plus at least one camera-hour of distractor-only
 video); ``--quick`` a small set for tests.
+
+Live mode (``--broker``, or ``--print-calibration`` alone): render one clip and publish each
+frame as a JPEG over MQTT in real time (see :mod:`simulators.camera.live`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="output folder (created)")
+    parser.add_argument("--out", help="output folder (created); required unless live")
     parser.add_argument("--clips", type=int, default=10, help="throw clips (default 10)")
     parser.add_argument("--distractors-only", type=int, default=2, metavar="N",
                         help="distractor-only clips (default 2)")
@@ -39,6 +42,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="a small set for tests: 4 throw clips of 8 s, 1 distractor clip "
                         "of 20 s at 640x360")
     parser.add_argument("--jobs", type=int, default=1, help="render processes (default 1)")
+    live = parser.add_argument_group("live mode (one clip published as JPEG frames over MQTT)")
+    live.add_argument("--broker", help="mqtt://host:port: publish live instead of writing files")
+    live.add_argument("--site-id", help="site id of the frame topic gh/{site}/camera/{id}/frame")
+    live.add_argument("--device", help="camera device id (as in the site file)")
+    live.add_argument("--throws", type=int, default=1, help="objects thrown in the clip")
+    live.add_argument("--night", action="store_true", help="render the clip at night")
+    live.add_argument("--quality", type=int, default=85, help="JPEG quality 1..100")
+    live.add_argument("--qos", type=int, default=1, choices=(0, 1, 2), help="MQTT QoS")
+    live.add_argument("--truth", help="append each throw's ground truth here (JSON lines)")
+    live.add_argument("--print-calibration", action="store_true",
+                      help="print the params.calibration JSON for the site file (alone: "
+                      "print it and exit, for the same --seed --width --height)")
 
 
 def build_specs(args: argparse.Namespace) -> list[object]:
@@ -84,6 +99,14 @@ def _render_one(job: tuple[object, str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.broker or args.print_calibration:
+        from simulators.camera.live import run_live
+
+        return run_live(args)
+    if not args.out:
+        print("gatehouse simulate camera: --out is required (or --broker for live mode)",
+              file=sys.stderr)
+        return 2
     specs = build_specs(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
