@@ -101,6 +101,7 @@ class Forwarder:
             drain_rate, burst=max(1.0, drain_rate) if drain_rate else None, clock=clock
         )
         self._idle_wait = idle_wait
+        self._wake = threading.Event()
         self._lanes = lanes
         self.last_error = ""
         self.last_success: float | None = None
@@ -132,8 +133,16 @@ class Forwarder:
                            detail=attempt.detail)
         return attempt
 
+    def wake(self) -> None:
+        """New events are durable in the outbox: stop idling and send them now."""
+        self._wake.set()
+
     def run(self, stop: threading.Event) -> None:
-        """Forward until ``stop`` is set. Unexpected errors are counted, logged, survived."""
+        """Forward until ``stop`` is set. Unexpected errors are counted, logged, survived.
+
+        While idle it sleeps until :meth:`wake` (called by the agent after each commit) or
+        the idle poll; while backing off it sleeps the backoff, whatever arrives.
+        """
         while not stop.is_set():
             try:
                 attempt = self.run_once()
@@ -143,7 +152,11 @@ class Forwarder:
                 attempt = Attempt("retry", delay=self._backoff.next_delay())
             if attempt.outcome in ("sent", "split") and attempt.delay == 0.0:
                 continue
-            stop.wait(attempt.delay)
+            if attempt.outcome == "idle":
+                self._wake.wait(attempt.delay)
+                self._wake.clear()
+            else:
+                stop.wait(attempt.delay)
 
     def close(self) -> None:
         if self._owns_client:

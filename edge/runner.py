@@ -96,7 +96,7 @@ class AgentOptions:
     burst_max: int = 500
     tick_interval: float = 1.0
     max_payload: int = DEFAULT_MAX_PAYLOAD
-    receive_maximum: int = 1000
+    receive_maximum: int = 10_000
     queue_max: int = 200_000
     deadletter_max_rows: int = 10_000
     telemetry_max_bytes: int = 64 * 1024 * 1024
@@ -276,6 +276,7 @@ class Agent:
             self.cameras.stop()
         self._stop.set()
         self._forward_stop.set()
+        self.forwarder.wake()
         for thread in self._threads:
             thread.join(timeout)
         with contextlib.suppress(Exception):
@@ -315,6 +316,7 @@ class Agent:
         entry = outbox_entry(event)
         with self._store_lock:
             new = self._put([entry], critical=entry.lane == CRITICAL)
+        self.forwarder.wake()
         self.metrics.inc("events", lane=entry.lane, source="emit")
         return new == 1
 
@@ -534,6 +536,8 @@ class Agent:
                     self._retry_at = time.monotonic() + self.options.held_retry
             if p.critical or p.events:
                 return False
+        if p.points:
+            self.forwarder.wake()
         acks, p.acks = p.acks, []
         sent = sum(1 for msg in acks if self._source.ack(msg))
         self.metrics.inc("mqtt_acks", float(sent))
