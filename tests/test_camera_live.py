@@ -131,6 +131,10 @@ def test_cli_needs_out_or_broker_and_broker_needs_ids(capsys: pytest.CaptureFixt
     assert command.run(_args()) == 2
     assert command.run(_args("--broker", "mqtt://127.0.0.1:1")) == 2
     assert "--site-id" in capsys.readouterr().err
+    unreachable = _args("--broker", "mqtt://127.0.0.1:1", "--site-id", "s", "--device", "c",
+                        "--seconds", "1", "--throws", "0", "--width", "320", "--height", "180")
+    assert command.run(unreachable) == 1
+    assert "cannot connect" in capsys.readouterr().err
 
 
 @pytest.mark.integration
@@ -168,3 +172,39 @@ def test_live_clip_over_mosquitto_opens_the_thrown_object_order(
         stats = stack.agent.stats()
         assert stats["camera_frames"] == 175
         assert stats["messages_rejected"] == 0
+
+
+class InterruptedRenderer:
+    """A real clip whose frame source is interrupted after ``stop_after`` frames."""
+
+    def __init__(self, inner: ClipRenderer, stop_after: int) -> None:
+        self.spec = inner.spec
+        self._inner = inner
+        self._stop_after = stop_after
+
+    def frames(self) -> Any:
+        for i, frame in enumerate(self._inner.frames()):
+            if i == self._stop_after:
+                raise KeyboardInterrupt
+            yield frame
+
+    def meta(self) -> Any:
+        return self._inner.meta()
+
+
+def test_an_interrupted_run_still_writes_the_truth_of_throws_already_released(
+    tmp_path: Path,
+) -> None:
+    inner = _renderer()
+    release = inner.meta().throws[0].release_frame
+    clock = FakeClock()
+    link = FakeLink(clock)
+    with GroundTruth(tmp_path / "truth.jsonl") as truth, pytest.raises(KeyboardInterrupt):
+        LiveCameraPublisher(
+            InterruptedRenderer(inner, release + 5), link, site_id="s1", device_id="cam-1",
+            truth=truth, clock=clock, wall=lambda: 0.0,
+        ).run()
+    assert len(link.sent) == release + 5
+    (rec,) = read_truth(tmp_path / "truth.jsonl")
+    assert rec.start == pytest.approx(release / 25)
+    assert rec.end == pytest.approx((release + 4) / 25)
