@@ -71,3 +71,29 @@ export function withToken(path) {
   url.searchParams.set("access_token", token() || "");
   return url.pathname + url.search;
 }
+
+// Upload a file as the raw request body (a report photo); answers the JSON reply.
+export async function upload(path, file, params = {}) {
+  const url = new URL(path, location.origin);
+  for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
+  const reply = await fetch(url, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token()}`, "Content-Type": file.type || "application/octet-stream" },
+    body: file,
+  });
+  if (reply.status === 401) {
+    signOut();
+    location.hash = "#/login";
+    throw new ApiError(401, "signed out");
+  }
+  if (!reply.ok) throw new ApiError(reply.status, await detail(reply));
+  return reply.json();
+}
+
+// The token-carrying URL of a report photo, or null for anything that is not a stored
+// photo path on this server (a report's `photos` may hold any string: never send the token
+// elsewhere).
+export function photoUrl(ref) {
+  if (typeof ref !== "string" || !/^\/api\/v1\/evidence\/[A-Za-z0-9_.\/-]+$/.test(ref)) return null;
+  return withToken(ref);
+}

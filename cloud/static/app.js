@@ -4,7 +4,7 @@
 // { onChange(message), dispose() }. `onChange` receives every work-order change of the
 // caller's sites from GET /api/v1/stream (server-sent events), so no view ever reloads.
 
-import { api, signOut, token, withToken } from "./api.js";
+import { api, signOut, token, upload, withToken } from "./api.js";
 import { clear, h, toast } from "./dom.js";
 
 const VIEWS = {
@@ -14,6 +14,8 @@ const VIEWS = {
   device: () => import("./views/device.js"),
   alarms: () => import("./views/alarms.js"),
   energy: () => import("./views/energy.js"),
+  report: () => import("./views/report.js"),
+  reports: () => import("./views/reports.js"),
 };
 const TOPICS = [
   "work_order.created", "work_order.state", "work_order.acknowledged", "work_order.event",
@@ -26,6 +28,7 @@ const ctx = {
   sites: [],
   site: null,
   api,
+  upload,
   withToken,
   go: (hash) => { location.hash = hash; },
   rerender: () => route(),

@@ -1,6 +1,7 @@
 // The work-order board: open orders by priority, SLA clocks ticking, breached ones standing
 // out, and the actions the user's role may take. Live: every change arrives over SSE.
 
+import { photoUrl } from "../api.js";
 import { h, clear, span, when, toast, prettyType } from "../dom.js";
 import { actionsFor } from "../roles.js";
 
@@ -87,6 +88,9 @@ export async function render(root, ctx) {
         o.condition_cleared ? " · cleared" : ""),
       h("p", { class: "meta" }, `${o.team}`, o.assignee ? ` · ${o.assignee}` : " · unassigned",
         ` · opened ${when(o.opened_at)}`),
+      o.photos && o.photos.length ? h("div", { class: "photo-previews" }, o.photos.map(photoUrl).filter(Boolean).map((url) =>
+        h("a", { href: url, target: "_blank", rel: "noopener" },
+          h("img", { src: url, alt: "reported photo", class: "thumb" })))) : null,
       h("div", { class: `clock${late ? " late" : ""}`, dataset: { due: clock.due ?? "" } },
         h("span", { class: "label" }, clock.label),
         h("span", { class: "value" }, clock.due === null ? "" : span(clock.due - now)),
