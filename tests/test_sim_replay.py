@@ -10,7 +10,8 @@ import pytest
 from device_profiles.loader import load_profiles
 from simulators.replay import RecordingError, RowPublisher, read_recording
 
-SKAB = Path("/work/shared/datasets/skab/valve1/0.csv")
+SKAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "skab" / "valve1" / "0.csv"
+"""The pump testbed beside the checkout (../shared), as CI lays it out."""
 
 
 @pytest.fixture
