@@ -5,10 +5,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
-
 from device_profiles.schema import DeviceProfile
+from device_profiles.yamlfile import load_yaml_model
 
 
 class ProfileError(ValueError):
@@ -23,22 +21,7 @@ def profile_dir() -> Path:
 def load_profile(path: Path | str) -> DeviceProfile:
     """Read one profile; raise :class:`ProfileError` with the file and failing fields."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read profile: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ProfileError(f"{path}: a profile must be a YAML mapping, got {type(raw).__name__}")
-    try:
-        profile = DeviceProfile.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"field '{'.'.join(str(p) for p in err['loc']) or '<root>'}': {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ProfileError(f"{path}: invalid profile: {problems}") from exc
+    profile = load_yaml_model(path, DeviceProfile, "profile", ProfileError)
     if profile.kind != path.stem:
         raise ProfileError(f"{path}: field 'kind' is {profile.kind!r} but the file is {path.name}")
     return profile

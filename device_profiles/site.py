@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from device_profiles.durations import Duration
 from device_profiles.schema import KINDS
+from device_profiles.yamlfile import load_yaml_model
 
 
 class SiteConfigError(ValueError):
@@ -173,23 +174,7 @@ class SiteConfig(_Strict):
 
 def load_site(path: Path | str) -> SiteConfig:
     """Read a site file; raise :class:`SiteConfigError` naming the file and the field."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SiteConfigError(f"{path}: cannot read site config: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise SiteConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise SiteConfigError(f"{path}: the site config must be a YAML mapping")
-    try:
-        return SiteConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"field '{'.'.join(str(p) for p in err['loc']) or '<root>'}': {err['msg']}"
-            for err in exc.errors()
-        )
-        raise SiteConfigError(f"{path}: invalid site config: {problems}") from exc
+    return load_yaml_model(Path(path), SiteConfig, "site config", SiteConfigError)
 
 
 def dump_site(site: SiteConfig, path: Path | str) -> None:
