@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import threading
@@ -39,6 +38,7 @@ import httpx  # noqa: E402
 from device_profiles.loader import load_profiles  # noqa: E402
 from device_profiles.messages import telemetry_topic  # noqa: E402
 from device_profiles.site import SiteConfig, dump_site  # noqa: E402
+from gatehouse.processes import terminate_process  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdef-perf"
@@ -116,13 +116,7 @@ class Process:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate_process(self.proc, timeout)
         return int(self.proc.returncode)
 
     def tail(self, chars: int = 2000) -> str:

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from gatehouse.processes import terminate_process
+
 
 class ChaosSetupError(RuntimeError):
     """A process the suite needs could not be started; the message says what is missing."""
@@ -140,14 +142,7 @@ class ManagedProcess:
         """SIGTERM, then SIGKILL after ``grace`` seconds; return the exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return terminate_process(self.proc, grace, kill_wait=10)
 
 
 def gatehouse_argv(*args: str) -> list[str]:

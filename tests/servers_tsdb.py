@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import subprocess
 import time
 import urllib.error
@@ -25,6 +24,7 @@ from typing import Any
 from device_profiles.loader import load_profiles
 from device_profiles.messages import Event, EventState, Forecast, Reading, make_event_id
 from device_profiles.site import DeviceConfig, EstateLayout, SiteConfig
+from gatehouse.processes import terminate_process
 from simulators.models.base import FaultSpec
 from tests.servers import ServerUnavailable, ensure_debian_package, free_port
 
@@ -75,13 +75,8 @@ class VictoriaMetrics:
         raise ServerUnavailable(f"victoria-metrics did not become healthy: {tail}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate_process(self.proc, 15)
         self.proc = None
 
     def restart(self) -> None:
