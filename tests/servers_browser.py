@@ -28,6 +28,11 @@ from device_profiles.messages import Event, make_event_id
 from device_profiles.site import DeviceConfig, EstateLayout
 from tests.servers import ServerUnavailable, ensure_debian_package, free_port
 
+WALL = {"width": 1920, "height": 1080}
+PHONE = {"width": 390, "height": 844}
+LIVE_WITHIN_MS = 5000
+"""How soon a change must show on an open page, without a reload."""
+
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

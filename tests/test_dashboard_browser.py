@@ -17,8 +17,11 @@ from typing import Any
 import pytest
 
 from tests.servers_browser import (
+    LIVE_WITHIN_MS,
     PASSWORD,
+    PHONE,
     SCREENSHOTS,
+    WALL,
     LiveCloud,
     chromium,
     live_cloud,
@@ -26,9 +29,6 @@ from tests.servers_browser import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-WALL = {"width": 1920, "height": 1080}
-PHONE = {"width": 390, "height": 844}
-LIVE_WITHIN_MS = 5000
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,18 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.servers_browser import PASSWORD, SCREENSHOTS, LiveCloud, chromium, live_cloud
+from tests.servers_browser import (
+    LIVE_WITHIN_MS,
+    PASSWORD,
+    PHONE,
+    SCREENSHOTS,
+    WALL,
+    LiveCloud,
+    chromium,
+    live_cloud,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-WALL = {"width": 1920, "height": 1080}
-PHONE = {"width": 390, "height": 844}
-LIVE_WITHIN_MS = 5000
 
 
 @pytest.fixture(scope="module")
