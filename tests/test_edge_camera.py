@@ -44,6 +44,9 @@ def test_frames_over_mqtt_become_a_security_order_with_evidence(
                 assert ok
                 pub.publish(topic, jpeg.tobytes(), qos=1).wait_for_publish(10)
                 time.sleep(0.01)
+            pub.publish(topic, b"not a jpeg", qos=1).wait_for_publish(10)
+            ghost = f"gh/{site_id}/camera/no-such-cam/frame"
+            pub.publish(ghost, b"\xff\xd8junk", qos=1).wait_for_publish(10)
         finally:
             pub.loop_stop()
             pub.disconnect()
@@ -69,7 +72,12 @@ def test_frames_over_mqtt_become_a_security_order_with_evidence(
         wait_until(uploaded, 30, "the evidence image in the cloud")
         image = stack.api.get(f"/api/v1/evidence/{site_id}/{snapshot}")
         assert image.headers["content-type"] == "image/jpeg"
+        wait_until(
+            lambda: stack.agent.stats()["cameras"]["b1-cam-1"]["decode_errors"] == 1, 30,
+            "the garbage frame counted as a decode error",
+        )
         stats = stack.agent.stats()
-        assert stats["camera_frames"] == len(frames)
+        assert stats["camera_frames"] == len(frames) + 1
         assert stats["cameras"]["b1-cam-1"]["alarms"] == 1
-        assert stats["messages_rejected"] == 0
+        assert stats["messages_rejected"] == 1, stats["rejects"]
+        assert sum(stats["rejects"].values()) == 1
