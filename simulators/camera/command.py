@@ -42,6 +42,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="a small set for tests: 4 throw clips of 8 s, 1 distractor clip "
                         "of 20 s at 640x360")
     parser.add_argument("--jobs", type=int, default=1, help="render processes (default 1)")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip clips whose video and sidecar are already in --out (the "
+                        "sidecar is written last, so an interrupted clip is rendered again)")
     live = parser.add_argument_group("live mode (one clip published as JPEG frames over MQTT)")
     live.add_argument("--broker", help="mqtt://host:port: publish live instead of writing files")
     live.add_argument("--site-id", help="site id of the frame topic gh/{site}/camera/{id}/frame")
@@ -89,11 +92,16 @@ def build_specs(args: argparse.Namespace) -> list[object]:
     return specs
 
 
-def _render_one(job: tuple[object, str]) -> str:
+def _render_one(job: tuple[object, str, bool]) -> str:
     from simulators.camera.render import ClipSpec, render_clip
 
-    spec, out = job
+    spec, out, resume = job
     assert isinstance(spec, ClipSpec)
+    if resume:
+        suffix = ".avi" if spec.codec.upper() in {"MJPG", "XVID"} else ".mp4"
+        video = Path(out) / f"{spec.name}{suffix}"
+        if video.exists() and video.with_suffix(".json").exists():
+            return str(video)
     video, _ = render_clip(spec, Path(out))
     return str(video)
 
@@ -110,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     specs = build_specs(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(s, str(out)) for s in specs]
+    jobs = [(s, str(out), bool(args.resume)) for s in specs]
     if args.jobs > 1:
         from multiprocessing import Pool
 
