@@ -1,0 +1,54 @@
+"""The hand-over between the MQTT I/O thread and the runner: chunks in, bursts out.
+
+The I/O thread puts every socket read's messages as one list (one lock, one wake-up per
+read instead of per message); the runner takes up to a burst at a time. Bounded: what does
+not fit is refused and counted (only QoS 0 can get there, since at QoS 1 the broker's
+Receive Maximum bounds what is in flight, well below the bound).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Inbox(Generic[T]):
+    """A bounded FIFO of messages; ``on_overflow(n)`` is told how many did not fit."""
+
+    def __init__(self, maxsize: int, on_overflow: Callable[[int], None]) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be positive, got {maxsize}")
+        self._max = maxsize
+        self._items: deque[T] = deque()
+        self._ready = threading.Condition(threading.Lock())
+        self._on_overflow = on_overflow
+
+    def put(self, item: T) -> None:
+        self.put_many((item,))
+
+    def put_many(self, items: Sequence[T]) -> None:
+        """Append ``items`` in order (never blocks; what exceeds the bound is dropped, counted)."""
+        with self._ready:
+            room = self._max - len(self._items)
+            dropped = len(items) - room if len(items) > room else 0
+            self._items.extend(items[:room] if dropped else items)
+            self._ready.notify()
+        if dropped:
+            self._on_overflow(dropped)
+
+    def take(self, max_items: int, timeout: float) -> list[T]:
+        """Up to ``max_items`` of the oldest items, waiting up to ``timeout`` s for the first."""
+        with self._ready:
+            if not self._items and timeout > 0:
+                self._ready.wait(timeout)
+            items = self._items
+            n = min(len(items), max_items)
+            popleft = items.popleft
+            return [popleft() for _ in range(n)]
+
+    def qsize(self) -> int:
+        return len(self._items)
