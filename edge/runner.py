@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -54,6 +53,7 @@ from edge.detectors.base import build_monitors
 from edge.diskguard import DiskGuard, statvfs_free
 from edge.events import outbox_entry
 from edge.forwarder import Forwarder
+from edge.inbox import Inbox
 from edge.metrics import HealthServer, Metrics, Sample
 from edge.mqtt_input import InboundMessage, MqttInput
 from edge.outbox import CRITICAL, EVENTS, TELEMETRY, Entry, Outbox, default_lanes
@@ -194,11 +194,14 @@ class Agent:
             self._outputs = {f"output{i}": out for i, out in enumerate(outputs)}
         self._telemetry_backoff = Backoff(opts.telemetry_retry_initial, opts.telemetry_retry_max)
         self._telemetry_retry_at = 0.0
-        self._queue: queue.Queue[InboundMessage] = queue.Queue(maxsize=opts.queue_max)
+        self._queue: Inbox[InboundMessage] = Inbox(
+            opts.queue_max, lambda n: self.metrics.inc("queue_overflow", float(n))
+        )
         self._source: MessageSource = (
             source_factory(self._enqueue) if source_factory is not None
             else MqttInput(
                 site.mqtt, site_id=site.site_id, gateway_id=site.gateway_id, sink=self._enqueue,
+                sink_many=self._queue.put_many,
                 receive_maximum=opts.receive_maximum, metrics=self.metrics,
             )
         )
@@ -404,10 +407,7 @@ class Agent:
     # ----------------------------------------------------------------- the loop
 
     def _enqueue(self, message: InboundMessage) -> None:
-        try:
-            self._queue.put_nowait(message)
-        except queue.Full:
-            self.metrics.inc("queue_overflow")
+        self._queue.put(message)
 
     def _loop(self) -> None:
         next_tick = time.monotonic() + self.options.tick_interval
@@ -433,17 +433,7 @@ class Agent:
                 log.exception("could not write the last burst at stop; the broker redelivers it")
 
     def _take_burst(self, wait: float) -> list[InboundMessage]:
-        try:
-            first = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-        except queue.Empty:
-            return []
-        burst = [first]
-        while len(burst) < self.options.burst_max:
-            try:
-                burst.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return burst
+        return self._queue.take(self.options.burst_max, wait)
 
     def _process(self, burst: list[InboundMessage]) -> None:
         m = self.metrics
@@ -539,7 +529,10 @@ class Agent:
         if p.points:
             self.forwarder.wake()
         acks, p.acks = p.acks, []
-        sent = sum(1 for msg in acks if self._source.ack(msg))
+        ack_many = getattr(self._source, "ack_many", None)
+        sent = ack_many(acks) if ack_many is not None else sum(
+            1 for msg in acks if self._source.ack(msg)
+        )
         self.metrics.inc("mqtt_acks", float(sent))
         points, p.points = p.points, []
         if points:
