@@ -2,6 +2,9 @@
 
 Run: ``.venv/bin/python bench/bench_camera.py [--dir CLIPS] [--seconds 20]``
 
+``--render-independent DIR --clips N --distractor-clips M`` only writes clips of the
+independent renderer (``tests/camera_independent.py``) for ``gatehouse eval throwing``.
+
 Without ``--dir`` it renders two clips (one with throws and light distractors, one
 distractor-dense) with the simulator into a temporary folder. For each clip it measures, on
 one thread (OpenCV and FFmpeg limited to one thread, CPU time of this process):
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "threads;1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -98,26 +102,66 @@ def _render(out: Path, seconds: float) -> None:
                          distractors=DISTRACTORS), out)
 
 
-def render_independent(out: Path, clips: int, seed: int) -> int:
-    """Write ``clips`` clips made by the independent renderer of the tests (a level camera,
-    brick facade, square objects, Euler physics, MJPEG) with random throws, for
-    ``gatehouse eval throwing``: the figures on scenes the simulator never drew."""
-    from tests.test_camera_video import independent_clip
+def _independent_job(job: tuple[str, str, int, list[dict[str, float]], dict[str, Any]]) -> str:
+    from tests.camera_independent import independent_clip
+
+    out, name, seed, throws, kw = job
+    video = Path(out) / f"{name}.avi"
+    if video.exists() and video.with_suffix(".json").exists():
+        return str(video)  # resume: the sidecar is written last
+    return str(independent_clip(Path(out), name, seed, throws, **kw))
+
+
+def render_independent(out: Path, clips: int, seed: int, distractor_clips: int = 0,
+                       distractor_seconds: float = 60.0, jobs: int = 1) -> int:
+    """Write clips made by the independent renderer (``tests/camera_independent.py``: a
+    level camera, brick facade, square objects, Euler physics with linear drag, MJPEG,
+    its own distractors) for ``gatehouse eval throwing``: the figures on scenes the
+    simulator never drew. ``clips`` throw clips (1-2 objects, 0-3 distractor kinds, or the
+    original light set), then ``distractor_clips`` clips of ``distractor_seconds`` with
+    every distractor kind on and no object. Deterministic for a seed; clips already
+    rendered are skipped."""
+    from tests.camera_independent import DISTRACTORS
 
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
+    work: list[tuple[str, str, int, list[dict[str, float]], dict[str, Any]]] = []
+
+    def scene() -> dict[str, Any]:
+        floors = int(rng.integers(5, 8))
+        floor_px = int(rng.integers(56, min(71, 470 // floors + 1)))
+        return {"floors": floors, "floor_px": floor_px, "margin": int(rng.integers(60, 161)),
+                "night": bool(rng.random() < 0.3)}
+
     for i in range(clips):
+        kw = scene()
         throws = []
         t = float(rng.uniform(1.5, 2.5))
         for _ in range(int(rng.integers(1, 3))):
-            throws.append({"floor": int(rng.integers(3, 8)), "x": float(rng.uniform(160, 800)),
-                           "t": t, "side": float(rng.uniform(2.5, 8.0)),
+            lo = kw["margin"] + 40
+            throws.append({"floor": int(rng.integers(3, kw["floors"] + 1)),
+                           "x": float(rng.uniform(lo, 960 - lo)),
+                           "t": t, "side": float(rng.uniform(2.5, 9.0)),
                            "drag": float(rng.choice([0.0, 0.0, 0.5, 1.5])),
                            "vx": float(rng.uniform(-3, 3))})
             t += float(rng.uniform(3.0, 4.0))
-        independent_clip(out, f"indep_{i:03d}", seed * 1000 + i, throws, seconds=t + 3.0,
-                         rain=bool(rng.random() < 0.5), night=bool(rng.random() < 0.3))
-    return clips
+        k = int(rng.integers(0, 4))
+        kinds = tuple(sorted(str(d) for d in rng.choice(DISTRACTORS, size=k, replace=False)))
+        kw.update(seconds=t + 3.0, rain=bool(rng.random() < 0.5), distractors=kinds)
+        work.append((str(out), f"indep_{i:03d}", seed * 1000 + i, throws, kw))
+    for i in range(distractor_clips):
+        kw = scene()
+        kw.update(seconds=distractor_seconds, distractors=DISTRACTORS)
+        work.append((str(out), f"indep_distractors_{i:03d}", seed * 1000 + 500 + i, [], kw))
+    if jobs > 1:
+        from multiprocessing import Pool
+
+        with Pool(jobs) as pool:
+            pool.map(_independent_job, work, chunksize=1)
+    else:
+        for job in work:
+            _independent_job(job)
+    return len(work)
 
 
 def main() -> int:
@@ -126,11 +170,16 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="length of rendered clips")
     ap.add_argument("--render-independent", metavar="DIR",
                     help="only write clips of the independent renderer into DIR and exit")
-    ap.add_argument("--clips", type=int, default=20, help="clips for --render-independent")
+    ap.add_argument("--clips", type=int, default=20, help="throw clips for --render-independent")
+    ap.add_argument("--distractor-clips", type=int, default=0,
+                    help="distractor-only clips for --render-independent (60 = one camera-hour)")
+    ap.add_argument("--distractor-seconds", type=float, default=60.0)
+    ap.add_argument("--jobs", type=int, default=1, help="render processes")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     if args.render_independent:
-        n = render_independent(Path(args.render_independent), args.clips, args.seed)
+        n = render_independent(Path(args.render_independent), args.clips, args.seed,
+                               args.distractor_clips, args.distractor_seconds, args.jobs)
         print(json.dumps({"clips": n, "out": args.render_independent}))
         return 0
     cv2.setNumThreads(1)

@@ -4,117 +4,19 @@ commands, and clips from an independent renderer written differently from the si
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
-from edge.camera.calibration import Calibration
-from edge.camera.clip import ClipMeta, Throw, read_meta, write_meta
+from edge.camera.clip import ClipMeta, read_meta
 from edge.camera.evaluation import match_alarms
 from edge.camera.video import detect_clip
 from simulators.camera.render import DISTRACTORS, ClipSpec, render_clip
+from tests.camera_independent import independent_clip
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-# --- an independent renderer ------------------------------------------------------------
-def independent_clip(
-    out: Path, name: str, seed: int, throws: list[dict[str, float]], seconds: float = 9.0,
-    width: int = 960, height: int = 540, fps: int = 25, rain: bool = True, night: bool = False,
-) -> Path:
-    """Render a clip differently from ``simulators.camera``: colour, a level camera (evenly
-    spaced floors), a brick texture, square objects integrated with Euler steps and linear
-    drag, motion blur by averaging sub-frames, uniform noise, short rain dashes, a bird and a
-    blinking window; MJPEG in AVI. ``throws``: dicts with floor, x (px), t (s), side (px),
-    drag (1/s), vx (m/s)."""
-    rng = np.random.default_rng(seed)
-    floors, ground, floor_px = 7, height - 40, 64
-    lines = [ground - floor_px * k for k in range(floors + 1)]
-    ppm = floor_px / 3.0
-    bg = np.zeros((height, width, 3), np.uint8)
-    bg[:] = (200, 170, 140)  # sky
-    left, right = 120, width - 120
-    bg[lines[-1]:ground, left:right] = (70, 90, 150)  # brick facade
-    bricks = rng.integers(-18, 18, (ground - lines[-1], right - left, 1))
-    bg[lines[-1]:ground, left:right] = np.clip(
-        bg[lines[-1]:ground, left:right].astype(int) + bricks, 0, 255).astype(np.uint8)
-    for k in range(floors):
-        top = lines[k + 1]
-        for cx in range(left + 40, right - 40, 110):
-            bg[top + 14:top + 44, cx:cx + 50] = (40, 40, 45)
-        bg[lines[k] - 2:lines[k], left:right] = (160, 160, 160)
-    bg[ground:, :] = (90, 90, 90)
-    if night:
-        bg = (bg.astype(np.float32) * 0.22).astype(np.uint8)
-    meta_throws = []
-    objs = []
-    for th in throws:
-        z0 = (th["floor"] - 1) * 3.0 + 1.3
-        objs.append({**th, "z": z0, "vz": 0.0, "xm": (th["x"] - left) / ppm, "end": -1,
-                     "colour": tuple(int(c) for c in (rng.integers(150, 230, 3) if night
-                                                      else rng.integers(0, 60, 3)))})
-    n = int(seconds * fps)
-    path = out / f"{name}.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
-    assert writer.isOpened()
-    blink = (left + 40 + 110 * 3, lines[4] + 14)
-    dashes = rng.uniform(0, 1, (60, 2)) * (width, height)
-    bird = [-20.0, 180.0]
-    sub = 4
-    for i in range(n):
-        frame = np.zeros((height, width, 3), np.float32)
-        for s in range(sub):
-            img = bg.copy()
-            if (i // 30) % 2:
-                cv2.rectangle(img, blink, (blink[0] + 50, blink[1] + 30), (120, 220, 250), -1)
-            t = (i + s / sub) / fps
-            for o in objs:
-                if t < o["t"] or o["z"] <= 0:
-                    continue
-                half = o["side"] / 2
-                cx = left + o["xm"] * ppm
-                cy = ground - o["z"] * ppm
-                cv2.rectangle(img, (round(cx - half), round(cy - half)),
-                              (round(cx + half) - 1, round(cy + half) - 1), o["colour"], -1)
-            frame += img
-            for o in objs:  # Euler step of 1/(fps*sub) s with linear drag
-                if t < o["t"] or o["z"] <= 0:
-                    continue
-                dt = 1.0 / (fps * sub)
-                o["vz"] += (-9.81 - o["drag"] * o["vz"]) * dt
-                o["z"] += o["vz"] * dt
-                o["xm"] += o["vx"] * dt
-                if o["z"] <= 0 and o["end"] < 0:
-                    o["end"] = i
-        img = (frame / sub).astype(np.uint8)
-        bird[0] += 9.0
-        bird[1] += 0.8 * math.sin(i / 3)
-        cv2.ellipse(img, (round(bird[0]), round(bird[1])), (5, 2), 0, 0, 360, (30, 30, 30), -1)
-        if rain:
-            dashes[:, 1] += 23.0
-            dashes[dashes[:, 1] > height, 1] -= height
-            for dx, dy in dashes:
-                cv2.line(img, (int(dx), int(dy)), (int(dx) + 1, int(dy) + 9), (215, 215, 215), 1)
-        noise = rng.integers(-7, 8, img.shape, dtype=np.int16)
-        writer.write(np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8))
-    writer.release()
-    for o in objs:
-        area = o["side"] ** 2
-        meta_throws.append(Throw(round(o["t"] * fps), o["end"] if o["end"] >= 0 else n - 1,
-                                 int(o["floor"]), float(o["x"]), float(area)))
-    cal = Calibration.from_dict({
-        "floor_lines": lines,
-        "masks": [[[0, ground + 2], [width, ground + 2], [width, height], [0, height]]],
-        "facade": [[left, ground], [right, ground], [right, lines[-1]], [left, lines[-1]]],
-    })
-    write_meta(ClipMeta(float(fps), width, height, cal, tuple(meta_throws),
-                        {"renderer": "test-independent"}), path.with_suffix(".json"))
-    return path
 
 
 # --- fixtures ---------------------------------------------------------------------------
