@@ -1,9 +1,11 @@
 """The hand-over between the MQTT I/O thread and the runner: chunks in, bursts out.
 
 The I/O thread puts every socket read's messages as one list (one lock, one wake-up per
-read instead of per message); the runner takes up to a burst at a time. Bounded: what does
-not fit is refused and counted (only QoS 0 can get there, since at QoS 1 the broker's
-Receive Maximum bounds what is in flight, well below the bound).
+read instead of per message); the runner takes up to a burst at a time. Bounded twice:
+:meth:`Inbox.saturated` tells the I/O thread to stop reading the socket once three
+quarters are used (until half is free again), so TCP pushes back on the broker, which
+keeps the messages; what still does not fit (one socket read at most) is refused and
+counted.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ class Inbox(Generic[T]):
         self._items: deque[T] = deque()
         self._ready = threading.Condition(threading.Lock())
         self._on_overflow = on_overflow
+        self._high = max(1, maxsize * 3 // 4)
+        self._low = maxsize // 2
+        self._saturated = False
 
     def put(self, item: T) -> None:
         self.put_many((item,))
@@ -49,6 +54,15 @@ class Inbox(Generic[T]):
             n = min(len(items), max_items)
             popleft = items.popleft
             return [popleft() for _ in range(n)]
+
+    def saturated(self) -> bool:
+        """``True`` from three quarters full until back to half (hysteresis)."""
+        n = len(self._items)
+        if self._saturated:
+            self._saturated = n > self._low
+        else:
+            self._saturated = n >= self._high
+        return self._saturated
 
     def qsize(self) -> int:
         return len(self._items)

@@ -79,6 +79,8 @@ READ_SIZE = 256 * 1024
 MAX_PACKET = 16 * 1024 * 1024
 """Larger messages are not buffered whole (a camera frame is well under this)."""
 KEEP_BYTES = 1024 * 1024
+READ_BUDGET = 4 * 1024 * 1024
+"""Bytes read in a row before queued acks and pings get their turn."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,8 @@ class MqttInput:
 
     ``sink_many`` (if given) receives each socket read's messages as one list; otherwise
     ``sink`` is called once per message. Both run on the I/O thread and must not block.
+    While ``paused()`` says so (the runner's queue is full), the socket is not read: TCP
+    pushes back on the broker, which keeps the messages, whatever its in-flight window does.
     """
 
     def __init__(
@@ -141,6 +145,7 @@ class MqttInput:
         keepalive: int = 30,
         metrics: Metrics | None = None,
         max_packet: int = MAX_PACKET,
+        paused: Callable[[], bool] | None = None,
     ) -> None:
         if not 1 <= receive_maximum <= 65535:
             raise MqttConfigError(f"receive_maximum must be in 1..65535, got {receive_maximum}")
@@ -175,6 +180,7 @@ class MqttInput:
         self._server_keepalive: int | None = None
         self._subscribe_id = 0
         self._max_packet = max_packet
+        self._paused = paused
         self.oversized = 0
         """Messages larger than ``max_packet``: delivered cut to their first MiB (validation
         then rejects them as too large), acknowledged, never held whole in memory."""
@@ -335,13 +341,14 @@ class MqttInput:
         self._reader = reader
         sock.setblocking(False)
         selector = selectors.DefaultSelector()
-        selector.register(sock, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
+        registered = 0
         now = time.monotonic()
         connack_by = now + CONNECT_TIMEOUT
         last_sent = last_heard = now
         ping_at: float | None = None
-        writing = False
+        more = False
+        was_paused = False
         try:
             while True:
                 if self._stopping.is_set():
@@ -349,44 +356,78 @@ class MqttInput:
                     return
                 if self._flush(sock):
                     last_sent = time.monotonic()
-                pending = bool(self._writing)
-                if pending != writing:
-                    mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if pending else 0)
-                    selector.modify(sock, mask)
-                    writing = pending
+                paused = self._paused is not None and self.connected and self._paused()
+                if paused != was_paused:
+                    if paused:
+                        self._metrics.inc("mqtt_read_pauses")
+                    else:  # what came meanwhile is still in the socket: nothing was missed
+                        last_heard = time.monotonic()
+                        ping_at = None
+                    was_paused = paused
+                want = (0 if paused else selectors.EVENT_READ) | (
+                    selectors.EVENT_WRITE if self._writing else 0
+                )
+                if want != registered:
+                    if not registered:
+                        selector.register(sock, want)
+                    elif not want:
+                        selector.unregister(sock)
+                    else:
+                        selector.modify(sock, want)
+                    registered = want
                 keepalive = self._server_keepalive or self._keepalive
-                timeout = 1.0 if not keepalive else min(1.0, keepalive / 4)
-                for key, events in selector.select(timeout):
+                if paused:
+                    timeout = 0.05
+                elif more:
+                    timeout = 0.0
+                else:
+                    timeout = 1.0 if not keepalive else min(1.0, keepalive / 4)
+                more = False
+                ready = selector.select(timeout)
+                if not paused and (ready or timeout == 0.0):
+                    got, more = self._read(sock, reader)
+                    if got:
+                        last_heard = time.monotonic()
+                        ping_at = None
+                for key, _ in ready:
                     if key.fileobj is self._wake_r:
                         with contextlib.suppress(BlockingIOError):
                             self._wake_r.recv(4096)
-                    elif events & selectors.EVENT_READ and self._read(sock, reader):
-                        last_heard = time.monotonic()
-                        ping_at = None
                 now = time.monotonic()
                 if not self.connected and now > connack_by:
                     raise ProtocolError(f"no CONNACK within {CONNECT_TIMEOUT:.0f} s")
-                if keepalive:
-                    if ping_at is not None and now - ping_at > keepalive:
-                        raise ProtocolError(f"no answer to a ping within {keepalive} s")
-                    quiet = now - last_sent >= keepalive * 0.75 or now - last_heard > keepalive
-                    if quiet and ping_at is None:
+                if not keepalive:
+                    continue
+                if paused:  # not reading: keep the broker from timing us out, judge nothing
+                    if now - last_sent >= keepalive * 0.75:
                         self._send(PINGREQ_PACKET)
-                        ping_at = now
+                    continue
+                if ping_at is not None and now - ping_at > keepalive:
+                    raise ProtocolError(f"no answer to a ping within {keepalive} s")
+                quiet = now - last_sent >= keepalive * 0.75 or now - last_heard > keepalive
+                if quiet and ping_at is None:
+                    self._send(PINGREQ_PACKET)
+                    ping_at = now
         finally:
             selector.close()
 
-    def _read(self, sock: socket.socket, reader: PacketReader) -> bool:
-        """Read everything the socket has, deliver it; ``True`` if anything came."""
+    def _read(self, sock: socket.socket, reader: PacketReader) -> tuple[bool, bool]:
+        """Read what the socket has (up to ``READ_BUDGET`` bytes) and deliver it.
+
+        ``(anything came, stopped at the budget)``: the budget lets acks and pings go out
+        between reads when the broker never stops sending.
+        """
         got = False
-        while True:
+        budget = READ_BUDGET
+        while budget > 0:
             try:
                 chunk = sock.recv(READ_SIZE)
             except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                return got
+                return got, False
             if not chunk:
                 raise ConnectionResetError("the broker closed the connection")
             got = True
+            budget -= len(chunk)
             before = reader.oversized
             messages = reader.feed(chunk, time.time())
             if reader.oversized != before:
@@ -398,6 +439,7 @@ class MqttInput:
                 else:
                     for message in messages:
                         self._sink(message)
+        return got, True
 
     def _flush(self, sock: socket.socket) -> bool:
         """Write what is queued without blocking; ``True`` if bytes went out."""

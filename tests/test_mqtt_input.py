@@ -181,3 +181,36 @@ def test_an_unreachable_broker_is_retried_and_reported(broker: Mosquitto) -> Non
         assert "cannot connect to 127.0.0.1:9" in inp.last_error
     finally:
         inp.stop()
+
+
+def test_while_the_runner_is_full_the_socket_is_not_read_and_nothing_is_lost(
+    broker: Mosquitto,
+) -> None:
+    site = f"t{uuid.uuid4().hex[:8]}"
+    sink = Collector()
+    metrics = Metrics()
+    full = threading.Event()
+    inp = MqttInput(
+        MqttConfig(url=broker.url, client_id=f"c-{site}"), site_id=site, gateway_id="gw",
+        sink=sink.one, sink_many=sink.many, keepalive=1, metrics=metrics, paused=full.is_set,
+    )
+    inp.start()
+    pub = Publisher(broker.port)
+    try:
+        wait_until(lambda: inp.connected)
+        time.sleep(0.3)
+        full.set()
+        time.sleep(0.2)
+        for i in range(300):
+            pub.publish(f"gh/{site}/gate/g1/event", b"%d" % i, qos=0 if i % 2 else 1)
+        pub.flush()
+        time.sleep(3.0)  # twice Mosquitto's timeout for a silent client at keepalive 1
+        assert sink.messages == []
+        assert metrics.counter("mqtt_read_pauses") == 1
+        full.clear()
+        wait_until(lambda: len(sink.messages) == 300)
+        assert [int(m.payload) for m in sink.take()] == list(range(300))
+        assert metrics.counter("mqtt_connects") == 1 and inp.connected
+    finally:
+        pub.close()
+        inp.stop()
