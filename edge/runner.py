@@ -201,7 +201,7 @@ class Agent:
             source_factory(self._enqueue) if source_factory is not None
             else MqttInput(
                 site.mqtt, site_id=site.site_id, gateway_id=site.gateway_id, sink=self._enqueue,
-                sink_many=self._queue.put_many,
+                sink_many=self._queue.put_many, paused=self._queue.saturated,
                 receive_maximum=opts.receive_maximum, metrics=self.metrics,
             )
         )
