@@ -185,7 +185,7 @@ class EpisodeRegistry:
         return out
 
 
-@dataclass
+@dataclass(slots=True)
 class _Device:
     config: DeviceConfig
     profile: DeviceProfile
@@ -223,15 +223,22 @@ class Detection:
         self._gateway_id = site.gateway_id
         self._metrics = metrics or Metrics()
         self._devices: dict[str, _Device] = {}
+        per_kind: dict[str, tuple[float, frozenset[str]]] = {}
+        """What every device of a kind shares (one object, not one per device)."""
         for device in site.all_devices():
             profile = profiles[device.kind]
+            if device.kind not in per_kind:
+                per_kind[device.kind] = (
+                    confirm_periods * profile.sampling_period,
+                    frozenset(
+                        event_type(profile, spec, "offline")
+                        for spec in profile.detectors if spec.name == "offline"
+                    ),
+                )
+            confirm_s, offline_types = per_kind[device.kind]
             self._devices[device.id] = _Device(
                 device, profile, monitor_factory(profile, device),
-                confirm_s=confirm_periods * profile.sampling_period,
-                offline_types=frozenset(
-                    event_type(profile, spec, "offline")
-                    for spec in profile.detectors if spec.name == "offline"
-                ),
+                confirm_s=confirm_s, offline_types=offline_types,
             )
         self._logged: set[tuple[str, str]] = set()
 

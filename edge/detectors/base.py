@@ -81,6 +81,8 @@ class DeviceMonitor(Protocol):
 class MonitorBase:
     """Convenience base: monitors that ignore time ticks and status changes."""
 
+    __slots__ = ()
+
     def observe(self, reading: Reading) -> list[Finding]:
         raise NotImplementedError
 

@@ -12,8 +12,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+import sys
+from collections.abc import Hashable, Mapping
+from typing import Any, Literal, TypeVar
 
 from device_profiles.messages import Forecast
 from device_profiles.schema import DetectorSpec, DeviceProfile
@@ -29,16 +30,34 @@ EVENT_PREFIX: dict[str, str] = {
 """Event-type prefix of each device kind (``water_pump`` raises ``pump.*``)."""
 
 
+_H = TypeVar("_H", bound=Hashable)
+_SHARED: dict[Any, Any] = {}
+
+
+def shared(value: _H) -> _H:
+    """One object for equal immutable values (a float parameter, a tuple of bounds).
+
+    Every device of a kind has the same detector configuration; without this each device's
+    monitors would hold their own copies of the same floats, strings and tuples (24 bytes
+    a float, more for tuples). The table only grows with distinct configurations.
+    """
+    if isinstance(value, str):
+        return sys.intern(value)  # type: ignore[return-value]
+    if value != value:  # NaN: never equal to itself, so a table key would never be found
+        return value
+    return _SHARED.setdefault((type(value), value), value)  # type: ignore[no-any-return]
+
+
 def event_type(profile: DeviceProfile, spec: DetectorSpec, suffix: str) -> str:
     """The event type a detector raises: the profile's ``event`` or ``{prefix}.{suffix}``."""
     if spec.event is not None:
         return spec.event
-    return f"{EVENT_PREFIX[profile.kind]}.{suffix}"
+    return sys.intern(f"{EVENT_PREFIX[profile.kind]}.{suffix}")
 
 
 def rule_event(profile: DeviceProfile, suffix: str) -> str:
     """``{prefix}.{suffix}`` for a rule detector; it must be declared in the profile."""
-    name = f"{EVENT_PREFIX[profile.kind]}.{suffix}"
+    name = sys.intern(f"{EVENT_PREFIX[profile.kind]}.{suffix}")
     if name not in profile.events:
         raise DetectorConfigError(
             f"profile {profile.kind!r} does not declare event {name!r} that the rules raise"
@@ -80,7 +99,7 @@ class Params:
             raise self._fail(key, f"must be >= {lo}, got {out}")
         if hi is not None and out > hi:
             raise self._fail(key, f"must be <= {hi}, got {out}")
-        return out
+        return shared(out)
 
     def optional_number(self, key: str) -> float | None:
         """A float parameter that may be absent."""
@@ -123,7 +142,7 @@ class Params:
                 raise self._fail(key, f"names field {name!r} the detector does not read")
             if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
                 raise self._fail(key, f"value for {name!r} must be a positive number")
-            out[str(name)] = float(v)
+            out[sys.intern(str(name))] = shared(float(v))
         return out
 
     def done(self) -> None:

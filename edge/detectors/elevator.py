@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 from device_profiles.messages import Reading
 from device_profiles.schema import DetectorSpec, DeviceProfile
 from device_profiles.site import DeviceConfig
@@ -28,6 +26,32 @@ class ElevatorRules(MonitorBase):
       ``|leveling_error_mm|`` above ``leveling_limit_mm`` (default: the profile's warn band),
       or one stop beyond twice the limit. Clears after ``leveling_good_stops`` good stops.
     """
+
+    __slots__ = (
+        "_at_stop",
+        "_bad_stops",
+        "_bad_stops_needed",
+        "_cycle_good",
+        "_cycle_limit",
+        "_door",
+        "_entrap_after",
+        "_entrapment",
+        "_good_cycles",
+        "_good_cycles_needed",
+        "_good_stops",
+        "_good_stops_needed",
+        "_level_limit",
+        "_leveling",
+        "_passenger_kg",
+        "_recent_slow",
+        "_rev",
+        "_rev_sum",
+        "_rev_window",
+        "_reversals",
+        "_slow_needed",
+        "_slow_of",
+        "_stopped_since",
+    )
 
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
         p = Params(spec)
@@ -55,13 +79,15 @@ class ElevatorRules(MonitorBase):
         self._entrapment = Episode(rule_event(profile, "entrapment"))
         self._leveling = Episode(rule_event(profile, "leveling_error"))
         self._stopped_since: float | None = None
-        self._rev: deque[tuple[float, float]] = deque()
+        self._rev: list[tuple[float, float]] = []
+        """Reversal counts of the last ``reversal_window_s`` (a short list: rarely any)."""
         self._rev_sum = 0.0
         self._at_stop = False
         self._bad_stops = 0
         self._good_stops = 0
         self._good_cycles = 0
-        self._recent_slow: deque[bool] = deque(maxlen=self._slow_of)
+        self._recent_slow: list[bool] = []
+        """Whether each of the last ``door_slow_of`` door cycles was slow."""
 
     def observe(self, reading: Reading) -> list[Finding]:
         v = reading.values
@@ -95,13 +121,15 @@ class ElevatorRules(MonitorBase):
             self._rev.append((ts, reversals))
             self._rev_sum += reversals
         while self._rev and self._rev[0][0] <= ts - self._rev_window:
-            self._rev_sum -= self._rev.popleft()[1]
+            self._rev_sum -= self._rev.pop(0)[1]
         reported = v.get("door_cycle_s")
         cycle = reported if reported is not None else 0.0
         failures = v.get("door_close_failures", 0.0)
         reasons = []
         if reported is not None:
             self._recent_slow.append(reported > self._cycle_limit)
+            if len(self._recent_slow) > self._slow_of:
+                del self._recent_slow[0]
         if reported is not None and sum(self._recent_slow) >= self._slow_needed:
             reasons.append("slow_cycle")
         if self._rev_sum >= self._reversals:

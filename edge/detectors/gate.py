@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 from device_profiles.messages import Reading
 from device_profiles.schema import DetectorSpec, DeviceProfile
 from device_profiles.site import DeviceConfig
@@ -12,13 +10,14 @@ from edge.detectors.common import Episode, Params, condition_from, rule_event
 
 
 class _WindowSum:
-    """Sum of counts over the last ``window`` seconds of data time (amortised O(1))."""
+    """Sum of counts over the last ``window`` seconds of data time (a short list: one entry
+    per message with a non-zero count in the window)."""
 
     __slots__ = ("_items", "total", "window")
 
     def __init__(self, window: float) -> None:
         self.window = window
-        self._items: deque[tuple[float, float]] = deque()
+        self._items: list[tuple[float, float]] = []
         self.total = 0.0
 
     def add(self, ts: float, count: float) -> None:
@@ -26,7 +25,7 @@ class _WindowSum:
             self._items.append((ts, count))
             self.total += count
         while self._items and self._items[0][0] <= ts - self.window:
-            self.total -= self._items.popleft()[1]
+            self.total -= self._items.pop(0)[1]
 
 
 class GateRules(MonitorBase):
@@ -41,6 +40,23 @@ class GateRules(MonitorBase):
     * tailgating: passages exceed grants by ``tailgating_excess`` or more within
       ``tailgating_window_s``; clears after ``tail_clear_after_s`` (default 2 min) without.
     """
+
+    __slots__ = (
+        "_brute",
+        "_door_was_open",
+        "_excess",
+        "_failed",
+        "_forced",
+        "_grant_window",
+        "_grants",
+        "_held",
+        "_held_open",
+        "_last_grant",
+        "_max_failed",
+        "_opened_at",
+        "_passages",
+        "_tail",
+    )
 
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
         p = Params(spec)

@@ -8,7 +8,14 @@ from device_profiles.messages import Reading
 from device_profiles.schema import DetectorSpec, DeviceProfile
 from device_profiles.site import DeviceConfig
 from edge.detectors.base import DetectorConfigError, Finding, MonitorBase, register
-from edge.detectors.common import Episode, Params, condition_from, event_type, numeric_fields
+from edge.detectors.common import (
+    Episode,
+    Params,
+    condition_from,
+    event_type,
+    numeric_fields,
+    shared,
+)
 
 
 class OutOfRange(MonitorBase):
@@ -19,10 +26,12 @@ class OutOfRange(MonitorBase):
     Fields without bounds are ignored; a missing (optional) field is neither in nor out.
     """
 
+    __slots__ = ("_bounds", "_dirty", "_rule")
+
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
         p = Params(spec)
         margin = p.number("clear_margin", 0.02, lo=0, hi=0.5)
-        self._bounds: list[tuple[str, float, float, float, float]] = []
+        bounds: list[tuple[str, float, float, float, float]] = []
         for name in numeric_fields(profile, spec):
             f = profile.fields[name]
             if f.warn_low is None and f.warn_high is None:
@@ -33,7 +42,8 @@ class OutOfRange(MonitorBase):
                 m = margin * (hi - lo)
             else:
                 m = margin * abs(hi if f.warn_high is not None else lo)
-            self._bounds.append((name, lo, hi, lo + m, hi - m))
+            bounds.append((name, lo, hi, lo + m, hi - m))
+        self._bounds = shared(tuple(bounds))
         if spec.fields and not self._bounds:
             raise DetectorConfigError(
                 f"out_of_range: none of {', '.join(spec.fields)} has warn_low/warn_high"
@@ -76,6 +86,18 @@ class StuckSensor(MonitorBase):
     load cell is constant while the car stands still). Clears when the value moves.
     """
 
+    __slots__ = (
+        "_episode",
+        "_fields",
+        "_ignore",
+        "_last",
+        "_only_when",
+        "_run",
+        "_stuck",
+        "_tol",
+        "_window",
+    )
+
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
         p = Params(spec)
         self._window = p.integer("window", 120, lo=2)
@@ -87,10 +109,13 @@ class StuckSensor(MonitorBase):
                 f"stuck_sensor: only_when names unknown field {self._only_when!r}"
             )
         p.done()
-        self._fields = numeric_fields(profile, spec)
-        self._last: dict[str, float] = {}
-        self._run: dict[str, int] = dict.fromkeys(self._fields, 0)
-        self._stuck: set[str] = set()
+        self._fields = shared(numeric_fields(profile, spec))
+        self._last: list[float | None] = [None] * len(self._fields)
+        """Each field's last value (by position in ``_fields``)."""
+        self._run = [0] * len(self._fields)
+        """Each field's run of equal values."""
+        self._stuck = 0
+        """Bit ``i`` set while field ``i`` is stuck."""
         self._episode = Episode(event_type(profile, spec, "sensor_stuck"))
 
     def observe(self, reading: Reading) -> list[Finding]:
@@ -100,23 +125,26 @@ class StuckSensor(MonitorBase):
         last, run, tol, ignore, window = (
             self._last, self._run, self._tol, self._ignore, self._window
         )
-        for name in self._fields:
+        for i, name in enumerate(self._fields):
             v = values.get(name)
             if v is None:
                 continue
-            prev = last.get(name)
-            last[name] = v
+            prev = last[i]
+            last[i] = v
             if prev is None or abs(v - prev) > tol or v == ignore:
-                run[name] = 1
+                run[i] = 1
                 if self._stuck:
-                    self._stuck.discard(name)
+                    self._stuck &= ~(1 << i)
                 continue
-            n = run[name] + 1
-            run[name] = n
+            n = run[i] + 1
+            run[i] = n
             if n >= window:
-                self._stuck.add(name)
+                self._stuck |= 1 << i
         if self._stuck:
-            stuck = {n: {"value": last[n], "samples": run[n]} for n in self._stuck}
+            stuck = {
+                name: {"value": last[i], "samples": run[i]}
+                for i, name in enumerate(self._fields) if self._stuck >> i & 1
+            }
             return self._episode.raise_(reading.ts, {"fields": stuck})
         if self._episode.active:
             return self._episode.clear(reading.ts)
@@ -138,6 +166,8 @@ class Offline(MonitorBase):
     agent), the silence clock restarts at that tick instead. Otherwise every device of a
     site would flip offline and back while a backlog drains.
     """
+
+    __slots__ = ("_after", "_episode", "_fresh", "_heard", "_last")
 
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
         p = Params(spec)
@@ -188,10 +218,12 @@ class RateOfChange(MonitorBase):
     episode clears after ``clear_after_s`` (default 60 s) without a violation.
     """
 
+    __slots__ = ("_limits", "_max_gap", "_prev", "_rule")
+
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
         p = Params(spec)
         fields = numeric_fields(profile, spec)
-        self._limits = p.number_map("max_rate_per_s", fields)
+        self._limits = shared(tuple(p.number_map("max_rate_per_s", fields).items()))
         if not self._limits:
             raise DetectorConfigError("rate_of_change needs max_rate_per_s for at least one field")
         self._max_gap = p.number("max_gap_s", 5 * profile.sampling_period, lo=0.001)
@@ -199,17 +231,18 @@ class RateOfChange(MonitorBase):
             p, event_type(profile, spec, "sudden_change"), clear_after_s=60.0
         )
         p.done()
-        self._prev: dict[str, tuple[float, float]] = {}
+        self._prev: list[tuple[float, float] | None] = [None] * len(self._limits)
+        """Each limited field's last ``(ts, value)``, by position in ``_limits``."""
 
     def observe(self, reading: Reading) -> list[Finding]:
         ts = reading.ts
         hits: dict[str, Any] = {}
-        for name, limit in self._limits.items():
+        for i, (name, limit) in enumerate(self._limits):
             v = reading.values.get(name)
             if v is None:
                 continue
-            prev = self._prev.get(name)
-            self._prev[name] = (ts, v)
+            prev = self._prev[i]
+            self._prev[i] = (ts, v)
             if prev is None:
                 continue
             dt = ts - prev[0]

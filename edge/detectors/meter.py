@@ -22,6 +22,7 @@ from edge.detectors.common import (
     event_type,
     rule_event,
 )
+from edge.detectors.compact import SlotMeans
 
 _WEEK_H = 168
 # 1970-01-01 was a Thursday; shift so that slot 0 is Monday 00:00.
@@ -58,31 +59,6 @@ class _SlotMean:
         self.value += (v - self.value) / min(self.n, cap)
 
 
-class _Slot:
-    """A baseline slot: running mean of its normal samples and the periods it has seen.
-
-    ``seen_before(period)`` counts the distinct periods (days or weeks) other than
-    ``period`` that fed the slot, so a slot is only trusted on history, never on the
-    current hour (which could be the fault itself).
-    """
-
-    __slots__ = ("last", "mean", "periods")
-
-    def __init__(self) -> None:
-        self.mean = _SlotMean()
-        self.periods = 0
-        self.last: int | None = None
-
-    def add(self, v: float, period: int, cap: int) -> None:
-        self.mean.add(v, cap)
-        if period != self.last:
-            self.periods += 1
-            self.last = period
-
-    def seen_before(self, period: int) -> int:
-        return self.periods - (1 if self.last == period else 0)
-
-
 class MeterBaseline(MonitorBase):
     """Energy spike: smoothed power above ``factor`` times this meter's hour-of-week normal.
 
@@ -95,6 +71,21 @@ class MeterBaseline(MonitorBase):
     episode, are kept out of the baseline. A spike also needs ``min_excess_kw`` above the
     baseline and lasts ``min_duration_s`` (default 10 min) before it is raised.
     """
+
+    __slots__ = (
+        "_cap",
+        "_day",
+        "_factor",
+        "_field",
+        "_last_ts",
+        "_min_excess",
+        "_min_weeks",
+        "_offset",
+        "_rule",
+        "_smooth",
+        "_smoothed",
+        "_week",
+    )
 
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
         p = Params(spec)
@@ -112,8 +103,10 @@ class MeterBaseline(MonitorBase):
             clear_after_s=900.0, cooldown_s=1800.0,
         )
         p.done()
-        self._week = [_Slot() for _ in range(_WEEK_H)]
-        self._day = [_Slot() for _ in range(48)]
+        self._week = SlotMeans(_WEEK_H)
+        """Hour-of-week slots; their periods are weeks."""
+        self._day = SlotMeans(48)
+        """Hour-of-day slots, weekdays then weekend days; their periods are days."""
         self._smoothed: float | None = None
         self._last_ts: float | None = None
 
@@ -122,12 +115,12 @@ class MeterBaseline(MonitorBase):
         return slot % 24 + (24 if is_weekend_day(day) else 0)
 
     def _baseline(self, slot: int, day: int) -> float | None:
-        week = self._week[slot]
-        if week.seen_before(day // 7) >= self._min_weeks:
-            return week.mean.value
-        hour = self._day[self._day_slot(slot, day)]
-        if hour.seen_before(day) >= 1:
-            return hour.mean.value
+        week = self._week
+        if week.seen_before(slot, day // 7) >= self._min_weeks:
+            return week.mean(slot)
+        hour = self._day_slot(slot, day)
+        if self._day.seen_before(hour, day) >= 1:
+            return self._day.mean(hour)
         return None
 
     def observe(self, reading: Reading) -> list[Finding]:
@@ -157,8 +150,8 @@ class MeterBaseline(MonitorBase):
             }
             out = self._rule.update(ts, spike, evidence)
         if not high and not self._rule.episode.active:
-            self._week[slot].add(power, day // 7, self._cap)
-            self._day[self._day_slot(slot, day)].add(power, day, self._cap)
+            self._week.add(slot, power, day // 7, self._cap)
+            self._day.add(self._day_slot(slot, day), power, day, self._cap)
         return out
 
 
@@ -171,6 +164,22 @@ class MeterNightLoad(MonitorBase):
     one. Only meters whose device params say ``common_area: true`` are watched unless
     ``only_common_area`` is false.
     """
+
+    __slots__ = (
+        "_baseline",
+        "_enabled",
+        "_end_h",
+        "_episode",
+        "_field",
+        "_min_excess",
+        "_min_nights",
+        "_n",
+        "_night",
+        "_offset",
+        "_ratio",
+        "_start_h",
+        "_sum",
+    )
 
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
         p = Params(spec)
@@ -242,6 +251,20 @@ class MeterPlan(MonitorBase):
     the local day; days covered less than ``min_coverage`` (a register reset, the first
     partial day) are skipped. Decided at the first reading of the next day.
     """
+
+    __slots__ = (
+        "_closing",
+        "_coverage",
+        "_day",
+        "_episode",
+        "_first",
+        "_last",
+        "_learned",
+        "_min_days",
+        "_offset",
+        "_plan",
+        "_tolerance",
+    )
 
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
         p = Params(spec)
@@ -317,6 +340,8 @@ class MeterPowerQuality(MonitorBase):
       over that mean, above ``imbalance_ratio`` for ``min_duration_s``, judged only when
       the mean current is at least ``min_current_a`` (0.2 A: below it the ratio is noise).
     """
+
+    __slots__ = ("_imb_rule", "_imbalance", "_min_current", "_nominal", "_sag", "_sag_rule")
 
     _VOLTS = ("voltage_l1_v", "voltage_l2_v", "voltage_l3_v")
     _AMPS = ("current_l1_a", "current_l2_a", "current_l3_a")

@@ -119,6 +119,29 @@ class PumpRules(MonitorBase):
       a healthy closed system holds its pressure.
     """
 
+    __slots__ = (
+        "_alpha",
+        "_cav",
+        "_cav_current",
+        "_cav_drop",
+        "_cav_vib",
+        "_current",
+        "_dry",
+        "_dry_current",
+        "_dry_flow",
+        "_flow",
+        "_idle",
+        "_idle_current",
+        "_idle_n",
+        "_leak",
+        "_leak_idle",
+        "_leak_rate",
+        "_pressure",
+        "_spin_ratio",
+        "_vib",
+        "_warmup",
+    )
+
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
         p = Params(spec)
         self._warmup = p.integer("warmup", 300, lo=1)

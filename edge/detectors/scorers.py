@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from edge.detectors.base import DetectorConfigError
+from edge.detectors.compact import RowBuffer
 
-FloatArray = npt.NDArray[np.float64]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    FloatArray = npt.NDArray[np.float64]
+
+# numpy is imported by the methods that need it, not with the module: an agent loads it
+# (about 20 MB resident) only once a learned model has finished its warm-up, and a site
+# without learned models never does.
 
 
 class GaussianScorer:
@@ -67,12 +74,13 @@ class GaussianScorer:
         self.adapt_rate = adapt_rate
         self.refresh_every = refresh_every
         self.cap = cap
-        self._buf: list[list[float]] = []
+        self._buf: RowBuffer | None = None
+        """The warm-up samples (compact float32 rows), until the model is fitted."""
         self._mean: FloatArray | None = None
         self._cov: FloatArray | None = None
         self._prec: FloatArray | None = None
         self._scale = 1.0
-        self._ring: FloatArray = np.zeros(smooth)
+        self._ring = [0.0] * smooth
         self._ring_i = 0
         self._ring_n = 0
         self._ring_sum = 0.0
@@ -99,9 +107,11 @@ class GaussianScorer:
             out.append(v)
         return out
 
-    def _fit(self) -> None:
-        data = np.asarray(self._buf, dtype=np.float64)
-        self._buf = []
+    def _fit(self, buf: RowBuffer) -> None:
+        import numpy as np
+
+        data = buf.matrix()
+        self._buf = None
         present = ~np.isnan(data)
         keep = present.mean(axis=0) >= 0.9
         if not keep.any():
@@ -124,6 +134,8 @@ class GaussianScorer:
         self._scale = max(q, 1e-9) * self.margin
 
     def _refresh(self) -> None:
+        import numpy as np
+
         assert self._cov is not None
         cov = self._cov
         std = np.sqrt(np.clip(np.diag(cov), 1e-12, None))
@@ -136,12 +148,17 @@ class GaussianScorer:
         """Collect warm-up samples, then adapt mean and covariance slowly."""
         v = self._vector(x)
         if self._prec is None:
-            self._buf.append(v)
-            if len(self._buf) >= self.warmup:
-                self._fit()
+            buf = self._buf
+            if buf is None:
+                buf = self._buf = RowBuffer(len(self._used))
+            buf.append(v)
+            if buf.rows >= self.warmup:
+                self._fit(buf)
             return
         if self.adapt_rate <= 0.0:
             return
+        import numpy as np
+
         assert self._mean is not None and self._cov is not None
         a = self.adapt_rate
         diff = np.asarray(v) - self._mean
@@ -153,7 +170,7 @@ class GaussianScorer:
 
     def reset_window(self) -> None:
         """Forget the samples being smoothed (the model itself is kept)."""
-        self._ring[:] = 0.0
+        self._ring = [0.0] * self.smooth
         self._ring_i = 0
         self._ring_n = 0
         self._ring_sum = 0.0
@@ -162,11 +179,13 @@ class GaussianScorer:
         """Smoothed squared Mahalanobis distance over the calibrated edge of normal."""
         if self._prec is None or self._mean is None:
             return 0.0
+        import numpy as np
+
         diff = np.asarray(self._vector(x)) - self._mean
         d2 = float(diff @ self._prec @ diff)
         if not math.isfinite(d2) or d2 > self.cap * self._scale:
             d2 = self.cap * self._scale
-        old = float(self._ring[self._ring_i])
+        old = self._ring[self._ring_i]
         self._ring[self._ring_i] = d2
         self._ring_i = (self._ring_i + 1) % self.smooth
         if self._ring_n < self.smooth:
@@ -204,7 +223,7 @@ class ZScorer:
         self.quantile = quantile
         self.margin = margin
         self.adapt_rate = adapt_rate
-        self._buf: list[list[float]] = []
+        self._buf: RowBuffer | None = None
         self._mean: list[float] = []
         self._var: list[float] = []
         self._scale = 1.0
@@ -223,11 +242,15 @@ class ZScorer:
     def learn_one(self, x: Mapping[str, float]) -> None:
         """Collect warm-up samples, then follow the mean and variance slowly."""
         if not self._mean:
-            row = [x.get(n, math.nan) for n in self.fields]
-            self._buf.append(row)
-            if len(self._buf) >= self.warmup:
-                data = np.asarray(self._buf, dtype=np.float64)
-                self._buf = []
+            buf = self._buf
+            if buf is None:
+                buf = self._buf = RowBuffer(len(self.fields))
+            buf.append([x.get(n, math.nan) for n in self.fields])
+            if buf.rows >= self.warmup:
+                import numpy as np
+
+                data = buf.matrix()
+                self._buf = None
                 self._mean = [float(m) for m in np.nanmean(data, axis=0)]
                 self._var = [max(float(v), 1e-12) for v in np.nanvar(data, axis=0)]
                 self._mean = [0.0 if m != m else m for m in self._mean]
@@ -312,13 +335,17 @@ class MewmaScorer:
         self.clip = clip
         self.refresh_every = refresh_every
         self._used: tuple[str, ...] = self.fields
-        self._buf: list[list[float]] = []
+        self._buf: RowBuffer | None = None
+        """The warm-up samples (compact float32 rows), until the model is fitted."""
         self._mean: FloatArray | None = None
         self._std: FloatArray | None = None
         self._centre: FloatArray | None = None
         self._cov: FloatArray | None = None
         self._prec: FloatArray | None = None
         self._state: FloatArray | None = None
+        self._mean_list: list[float] = []
+        self._std_list: list[float] = []
+        """``_mean`` and ``_std`` as Python floats, for the per-sample standard scores."""
         self._scale = 1.0
         self._learned = 0
 
@@ -340,14 +367,34 @@ class MewmaScorer:
         return out
 
     def _standard(self, x: Mapping[str, float]) -> FloatArray:
-        assert self._mean is not None and self._std is not None
-        z = (np.asarray(self._raw(x), dtype=np.float64) - self._mean) / self._std
-        z = np.where(np.isfinite(z), z, 0.0)
-        return np.clip(z, -self.clip, self.clip)
+        """The standard scores of a sample (missing or infinite: 0), clipped at ``clip``.
 
-    def _fit(self) -> None:
-        data = np.asarray(self._buf, dtype=np.float64)
-        self._buf = []
+        Plain Python over the few channels, then one array: cheaper per sample than a chain
+        of numpy calls on a 6-element vector, with the same float64 arithmetic."""
+        import numpy as np
+
+        clip = self.clip
+        out = []
+        for name, m, s in zip(self._used, self._mean_list, self._std_list, strict=True):
+            v = x.get(name)
+            if v is None:
+                out.append(0.0)
+                continue
+            z = (float(v) - m) / s
+            if not math.isfinite(z):
+                z = 0.0
+            elif z > clip:
+                z = clip
+            elif z < -clip:
+                z = -clip
+            out.append(z)
+        return np.array(out)
+
+    def _fit(self, buf: RowBuffer) -> None:
+        import numpy as np
+
+        data = buf.matrix()
+        self._buf = None
         keep = (~np.isnan(data)).mean(axis=0) >= 0.9
         if not keep.any():
             return
@@ -363,6 +410,7 @@ class MewmaScorer:
             smoothed[i] = state
         settled = smoothed[self.span:]
         self._mean, self._std = mean, std
+        self._mean_list, self._std_list = mean.tolist(), std.tolist()
         self._centre = settled.mean(axis=0)
         self._cov = np.cov(settled, rowvar=False).reshape(len(self._used), len(self._used))
         self._refresh()
@@ -373,6 +421,8 @@ class MewmaScorer:
         self._state = state
 
     def _refresh(self) -> None:
+        import numpy as np
+
         assert self._cov is not None
         std = np.sqrt(np.clip(np.diag(self._cov), 1e-12, None))
         corr = self._cov / np.outer(std, std)
@@ -382,18 +432,24 @@ class MewmaScorer:
     def learn_one(self, x: Mapping[str, float]) -> None:
         """Collect warm-up samples, then (with ``adapt_rate``) follow normal slowly."""
         if self._prec is None:
-            self._buf.append(self._raw(x))
-            if len(self._buf) >= self.warmup:
-                self._fit()
+            buf = self._buf
+            if buf is None:
+                buf = self._buf = RowBuffer(len(self._used))
+            buf.append(self._raw(x))
+            if buf.rows >= self.warmup:
+                self._fit(buf)
             return
         if self.adapt_rate <= 0.0 or self._state is None:
             return
         assert self._mean is not None and self._std is not None
         assert self._centre is not None and self._cov is not None
+        import numpy as np
+
         a = self.adapt_rate
         raw = np.asarray(self._raw(x), dtype=np.float64)
         present = np.isfinite(raw)
         self._mean[present] += a * (raw[present] - self._mean[present])
+        self._mean_list = self._mean.tolist()
         diff = self._state - self._centre
         self._cov = (1.0 - a) * self._cov + a * np.outer(diff, diff)
         self._learned += 1

@@ -26,6 +26,18 @@ class ScoreMonitor(MonitorBase):
     smoothing window (a stop transient cannot carry over into the next run).
     """
 
+    __slots__ = (
+        "_episode",
+        "_fields",
+        "_gate",
+        "_only_when",
+        "_seen_outside",
+        "_settle",
+        "_state_since",
+        "detector",
+        "last_score",
+    )
+
     def __init__(
         self,
         detector: Detector,

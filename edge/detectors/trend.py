@@ -28,25 +28,29 @@ when the slope falls below half of ``min_slope_per_hour`` (or loses significance
 from __future__ import annotations
 
 import math
-from collections import deque
 
 from device_profiles.messages import Forecast, Reading
 from device_profiles.schema import DetectorSpec, DeviceProfile
 from device_profiles.site import DeviceConfig
 from edge.detectors.base import DetectorConfigError, Finding, MonitorBase, register
 from edge.detectors.common import Episode, Hysteresis, Params, event_type, numeric_fields
+from edge.detectors.compact import TimeValueWindow
 
 _REBASE_H = 1000.0
 
 
 class LinearTrend:
-    """Sliding-window least-squares line of ``value`` against time in hours."""
+    """Sliding-window least-squares line of ``value`` against time in hours.
+
+    The window's samples live in a :class:`TimeValueWindow` (two float64 arrays, 16 bytes a
+    sample); the sums of the line are updated as samples enter and leave.
+    """
 
     __slots__ = ("_n", "_pts", "_ref", "_st", "_stt", "_stv", "_sv", "_svv", "window_h")
 
     def __init__(self, window_s: float) -> None:
         self.window_h = window_s / 3600.0
-        self._pts: deque[tuple[float, float]] = deque()
+        self._pts = TimeValueWindow()
         self._ref: float | None = None
         self._n = 0
         self._st = self._sv = self._stt = self._stv = self._svv = 0.0
@@ -67,24 +71,23 @@ class LinearTrend:
         if t > _REBASE_H:
             self._rebase(ts)
             t = 0.0
-        self._pts.append((t, v))
+        pts = self._pts
+        pts.append(t, v)
         self._add(t, v, 1.0)
         horizon = t - self.window_h
-        while self._pts and self._pts[0][0] < horizon:
-            ot, ov = self._pts.popleft()
+        while pts.first_t() < horizon:
+            ot, ov = pts.pop_oldest()
             self._add(ot, ov, -1.0)
 
     def _rebase(self, ts: float) -> None:
         assert self._ref is not None
         shift = (ts - self._ref) / 3600.0
         self._ref = ts
-        old = list(self._pts)
-        self._pts.clear()
+        self._pts.shift_times(shift)
         self._n = 0
         self._st = self._sv = self._stt = self._stv = self._svv = 0.0
-        for t, v in old:
-            self._pts.append((t - shift, v))
-            self._add(t - shift, v, 1.0)
+        for t, v in self._pts.items():
+            self._add(t, v, 1.0)
 
     @property
     def count(self) -> int:
@@ -94,7 +97,8 @@ class LinearTrend:
     @property
     def span_h(self) -> float:
         """Hours between the oldest and newest sample of the window."""
-        return self._pts[-1][0] - self._pts[0][0] if self._pts else 0.0
+        pts = self._pts
+        return pts.last_t() - pts.first_t() if len(pts) else 0.0
 
     def fit(self) -> tuple[float, float, float] | None:
         """``(slope per hour, fitted value at the newest sample, t-statistic)``, or ``None``."""
@@ -109,7 +113,7 @@ class LinearTrend:
         slope = sxy / sxx
         mean_t = self._st / n
         intercept = self._sv / n - slope * mean_t
-        t_now = self._pts[-1][0]
+        t_now = self._pts.last_t()
         resid = max(syy - slope * sxy, 0.0)
         se = math.sqrt(resid / (n - 2) / sxx) if n > 2 else float("inf")
         tstat = abs(slope) / se if se > 0 else float("inf")
@@ -118,6 +122,26 @@ class LinearTrend:
 
 class Trend(MonitorBase):
     """Wear trend towards a field's ``limit`` with a forecast of the hours left."""
+
+    __slots__ = (
+        "_count",
+        "_episode",
+        "_every",
+        "_gate",
+        "_horizon",
+        "_limits",
+        "_lines",
+        "_median_of",
+        "_min_points",
+        "_min_slope",
+        "_min_t",
+        "_only_min",
+        "_only_when",
+        "_recent",
+        "_recent_lines",
+        "_settle",
+        "_state_since",
+    )
 
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
         p = Params(spec)

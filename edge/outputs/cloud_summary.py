@@ -27,9 +27,10 @@ import math
 import os
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -126,14 +127,62 @@ def upload_evidence(client: httpx.Client, evidence_dir: Path | str, snapshot: st
     raise SummaryRejected(f"cloud refused the image ({reply.status_code}): {reply.text[:300]}")
 
 
-@dataclass
+class _Fields:
+    """One kind's field names and their positions in a minute's arrays (shared by every
+    device of the kind). Without a profile's field list, names are added as they come."""
+
+    __slots__ = ("fixed", "index", "names")
+
+    def __init__(self, names: Sequence[str], fixed: bool) -> None:
+        self.names = list(names)
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.fixed = fixed
+
+    def position(self, name: str) -> int | None:
+        """The field's position; ``None`` for a field the kind's profile does not have."""
+        i = self.index.get(name)
+        if i is None and not self.fixed:
+            i = self.index[name] = len(self.names)
+            self.names.append(name)
+        return i
+
+
 class _Minute:
-    kind: str
-    count: int = 0
-    sums: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    maxima: dict[str, float] = field(default_factory=dict)
-    touched: float = 0.0
+    """One device's minute: per-field sums, counts and maxima as flat arrays, by position."""
+
+    __slots__ = ("count", "counts", "fields", "kind", "maxima", "sums", "touched")
+
+    def __init__(self, kind: str, fields: _Fields) -> None:
+        n = len(fields.names)
+        self.kind = kind
+        self.fields = fields
+        self.count = 0
+        self.touched = 0.0
+        self.sums = array("d", bytes(8 * n))
+        self.counts = array("I", bytes(4 * n))
+        self.maxima = array("d", [-math.inf]) * n
+
+    def add(self, i: int, value: float) -> None:
+        if i >= len(self.sums):  # a field first seen after the minute opened
+            grow = i + 1 - len(self.sums)
+            self.sums.extend([0.0] * grow)
+            self.counts.extend([0] * grow)
+            self.maxima.extend([-math.inf] * grow)
+        self.sums[i] += value
+        self.counts[i] += 1
+        if value > self.maxima[i]:
+            self.maxima[i] = value
+
+    def item(self) -> tuple[dict[str, float], dict[str, float]]:
+        """``(means, maxima)`` of the fields that had a value."""
+        names = self.fields.names
+        means: dict[str, float] = {}
+        maxima: dict[str, float] = {}
+        for i, c in enumerate(self.counts):
+            if c:
+                means[names[i]] = self.sums[i] / c
+                maxima[names[i]] = self.maxima[i]
+        return means, maxima
 
 
 @dataclass
@@ -175,7 +224,7 @@ class CloudSummaryOutput:
         self.site_id = site_id
         self._transport = transport
         self._buildings = dict(buildings or {})
-        self._fields = {k: frozenset(v) for k, v in (fields or {}).items()}
+        self._fields = {k: _Fields(sorted(v), fixed=True) for k, v in (fields or {}).items()}
         self._idle_close = idle_close
         self._interval = flush_interval
         self._batch_size = batch_size
@@ -226,20 +275,22 @@ class CloudSummaryOutput:
                 if not (math.isfinite(r.ts) and r.ts >= 0):
                     self._stats.values_dropped += len(r.values)
                     continue
-                allowed = self._fields.get(r.kind)
                 minute = math.floor(r.ts / 60.0) * 60.0
                 bucket = self._open.get((r.device_id, minute))
                 if bucket is None:
-                    bucket = self._open[(r.device_id, minute)] = _Minute(kind=r.kind)
+                    layout = self._fields.get(r.kind)
+                    if layout is None:
+                        layout = self._fields[r.kind] = _Fields((), fixed=False)
+                    bucket = self._open[(r.device_id, minute)] = _Minute(r.kind, layout)
+                position = bucket.fields.position
                 kept = 0
                 for name, raw in r.values.items():
                     value = float(raw)
-                    if (allowed is not None and name not in allowed) or not math.isfinite(value):
+                    i = position(name)
+                    if i is None or not math.isfinite(value):
                         self._stats.values_dropped += 1
                         continue
-                    bucket.sums[name] = bucket.sums.get(name, 0.0) + value
-                    bucket.counts[name] = bucket.counts.get(name, 0) + 1
-                    bucket.maxima[name] = max(bucket.maxima.get(name, value), value)
+                    bucket.add(i, value)
                     kept += 1
                 if kept:
                     bucket.count += 1
@@ -323,14 +374,14 @@ class CloudSummaryOutput:
             ]
             for key in sorted(due, key=lambda k: k[1]):
                 bucket = self._open.pop(key)
-                if not bucket.sums:
+                means, maxima = bucket.item()
+                if not means:
                     continue
                 device_id, minute = key
                 self._pending.append({
                     "device_id": device_id, "kind": bucket.kind,
                     "building": self._buildings.get(device_id), "ts": minute,
-                    "values": {n: bucket.sums[n] / bucket.counts[n] for n in bucket.sums},
-                    "max": dict(bucket.maxima), "count": max(1, bucket.count),
+                    "values": means, "max": maxima, "count": max(1, bucket.count),
                 })
                 self._stats.minutes_closed += 1
             overflow = len(self._pending) - self._max_pending
