@@ -158,8 +158,8 @@ def stored_samples(vm: VictoriaMetrics, site_id: str, messages: list[Message], w
 
 
 STAGES = {
-    "mqtt_network_thread (paho: read, parse, callbacks)": "Client._loop ",
-    "mqtt_v5_properties (paho: per-message Properties)": "Properties.",
+    "mqtt_input_thread (socket reads, packet cutting, hand-over)": "MqttInput._run ",
+    "mqtt_packet_cutting": "PacketReader.feed ",
     "runner_burst (everything after the queue)": "Agent._process ",
     "validation": "Validator.validate ",
     "detection": "Detection.observe ",
