@@ -187,7 +187,8 @@ class EpisodeRegistry:
 
 @dataclass(slots=True)
 class _Device:
-    config: DeviceConfig
+    device_id: str
+    """Only the id is kept: the site's :class:`DeviceConfig` served to build the monitors."""
     profile: DeviceProfile
     monitors: list[DeviceMonitor]
     confirm_s: float
@@ -237,7 +238,7 @@ class Detection:
                 )
             confirm_s, offline_types = per_kind[device.kind]
             self._devices[device.id] = _Device(
-                device, profile, monitor_factory(profile, device),
+                device.id, profile, monitor_factory(profile, device),
                 confirm_s=confirm_s, offline_types=offline_types,
             )
         self._logged: set[tuple[str, str]] = set()
@@ -284,7 +285,7 @@ class Detection:
             return []
         device.last_ts = reading.ts
         events = self._run(device, lambda m: m.observe(reading), "observe")
-        stale = self.registry.stale(device.config.id, reading.ts, device.confirm_window)
+        stale = self.registry.stale(device.device_id, reading.ts, device.confirm_window)
         if stale:
             self._metrics.inc("episodes_not_confirmed", float(len(stale)))
             events.extend(self._admit(device, stale, "restart"))
@@ -333,7 +334,7 @@ class Detection:
     def _admit(self, device: _Device, findings: Iterable[Finding], source: str) -> list[Event]:
         """Findings through the registry, then to events (recording each registry change)."""
         events: list[Event] = []
-        device_id = device.config.id
+        device_id = device.device_id
         for finding in findings:
             verdict = self.registry.judge(device_id, finding)
             if verdict.finding is None:
@@ -361,4 +362,4 @@ class Detection:
         if (device.profile.kind, name) not in self._logged:
             self._logged.add((device.profile.kind, name))
             log.exception("detector %s.%s failed on %s (further failures only counted)",
-                          name, what, device.config.id)
+                          name, what, device.device_id)

@@ -14,7 +14,7 @@ from device_profiles.loader import load_profiles
 from device_profiles.messages import Reading
 from device_profiles.site import DeviceConfig
 from edge.detectors import build_monitors
-from edge.detectors.compact import RowBuffer, SlotMeans, TimeValueWindow
+from edge.detectors.compact import RowBuffer, SlotMeans
 from edge.detectors.scorers import GaussianScorer, MewmaScorer
 from edge.detectors.trend import LinearTrend
 
@@ -166,7 +166,7 @@ def test_linear_trend_window_matches_a_deque_of_points_and_stays_bounded() -> No
     assert fit[0] == pytest.approx(slope, rel=1e-4)
     assert fit[1] == pytest.approx(intercept + slope * ts_arr[-1], rel=1e-6)
     # 20,000 samples went through; the arrays hold the window plus a bounded dead prefix.
-    assert len(line._pts._t) <= 2 * 361 + 64
+    assert line.nbytes() <= 16 * (2 * 361 + 64)
 
 
 def test_linear_trend_rebase_keeps_the_fit() -> None:
@@ -182,16 +182,24 @@ def test_linear_trend_rebase_keeps_the_fit() -> None:
     assert after[1] == pytest.approx(before[1], rel=1e-9)
 
 
-def test_time_value_window_pops_oldest_first_and_compacts() -> None:
-    w = TimeValueWindow()
-    for i in range(100):
-        w.append(float(i), 2.0 * i)
-    for i in range(80):
-        assert w.pop_oldest() == (float(i), 2.0 * i)
-    assert len(w) == 20 and w.oldest() == (80.0, 160.0)
-    assert len(w._t) < 100  # the dead prefix was dropped
-    w.shift_times(80.0)
-    assert w.items()[0] == (0.0, 160.0) and w.last_t() == 19.0
+def test_nested_recent_line_equals_a_separate_line_over_the_shorter_window() -> None:
+    rng = random.Random(7)
+    nested = LinearTrend(1800.0, 900.0)
+    full, recent = LinearTrend(1800.0), LinearTrend(900.0)
+    t0 = 1_767_571_200.0
+    for i in range(5000):
+        ts = t0 + 5.0 * i + rng.uniform(0.0, 1.0)
+        v = 0.03 + 2e-6 * i + rng.gauss(0.0, 0.002)
+        for line in (nested, full, recent):
+            line.add(ts, v)
+        if i % 97 == 0:
+            assert nested.fit() == full.fit()  # the same sums, in the same order
+            assert nested.fit_recent() == recent.fit()
+            assert nested.count == full.count and nested.span_h == full.span_h
+    assert nested.nested and not full.nested
+    assert full.fit_recent() == full.fit()
+    # One pair of arrays for both lines.
+    assert nested.nbytes() <= 16 * (2 * full.count + 64)
 
 
 class _OldSlot:
@@ -213,11 +221,11 @@ class _OldSlot:
 
 def test_slot_means_equal_the_object_per_slot_formula() -> None:
     rng = random.Random(6)
-    slots = SlotMeans(168)
+    slots = SlotMeans(168, 50)
     old = [_OldSlot() for _ in range(168)]
     for i in range(50_000):
         slot, period, v = rng.randrange(168), i // 5000, rng.uniform(0.0, 8.0)
-        slots.add(slot, v, period, 50)
+        slots.add(slot, v, period)
         old[slot].add(v, period, 50)
     for s in range(168):
         assert slots.mean(s) == old[s].value

@@ -198,6 +198,7 @@ class Episode:
 
 
 Transition = Literal["raise", "clear"] | None
+_NEVER = float("-inf")
 
 
 class Hysteresis:
@@ -258,7 +259,7 @@ class Hysteresis:
         self._above_n = 0
         self._below_since: float | None = None
         self._below_n = 0
-        self._last_clear = float("-inf")
+        self._last_clear = _NEVER
 
     @property
     def active(self) -> bool:

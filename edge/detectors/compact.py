@@ -10,8 +10,9 @@ about 110; these containers store 4 or 8 bytes per value:
   of its column (so float32's 7 digits apply to the spread of the data, not its magnitude:
   a 230 V supply varying by 0.5 V keeps its resolution); :meth:`RowBuffer.matrix` gives the
   float64 matrix back.
-* :class:`TimeValueWindow`: the samples of a sliding time window as two ``float64`` arrays
-  with a moving start (expired samples are dropped in amortised O(1)).
+* the trend detector's sliding windows (:class:`edge.detectors.trend.LinearTrend`): two
+  ``float64`` arrays (time, value) with a moving start, shared by the window's line and its
+  shorter forecast line.
 * :class:`SlotMeans`: running means of a fixed set of slots (hour-of-week baselines) with
   the number of distinct periods that fed each slot.
 
@@ -31,9 +32,9 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-_COMPACT_AT = 32
-"""A :class:`TimeValueWindow` drops its expired prefix once it is at least this long and
-at least half of the arrays."""
+COMPACT_AT = 32
+"""A sliding window kept in arrays with a moving start drops its expired prefix once it is
+at least this long and at least half of the arrays (amortised O(1) per sample)."""
 
 
 class RowBuffer:
@@ -83,90 +84,37 @@ class RowBuffer:
         return self._data.itemsize * len(self._data)
 
 
-class TimeValueWindow:
-    """``(t, v)`` samples in time order, oldest first, as two float64 arrays."""
-
-    __slots__ = ("_start", "_t", "_v")
-
-    def __init__(self) -> None:
-        self._t = array("d")
-        self._v = array("d")
-        self._start = 0
-
-    def __len__(self) -> int:
-        return len(self._t) - self._start
-
-    def append(self, t: float, v: float) -> None:
-        self._t.append(t)
-        self._v.append(v)
-
-    def oldest(self) -> tuple[float, float]:
-        """The oldest sample (the window must not be empty)."""
-        return self._t[self._start], self._v[self._start]
-
-    def first_t(self) -> float:
-        return self._t[self._start]
-
-    def last_t(self) -> float:
-        return self._t[-1]
-
-    def pop_oldest(self) -> tuple[float, float]:
-        """Remove and return the oldest sample."""
-        i = self._start
-        out = self._t[i], self._v[i]
-        i += 1
-        if i >= _COMPACT_AT and 2 * i >= len(self._t):
-            del self._t[:i]
-            del self._v[:i]
-            i = 0
-        self._start = i
-        return out
-
-    def items(self) -> list[tuple[float, float]]:
-        """Every sample, oldest first."""
-        s = self._start
-        return list(zip(self._t[s:], self._v[s:], strict=True))
-
-    def clear(self) -> None:
-        self._t = array("d")
-        self._v = array("d")
-        self._start = 0
-
-    def shift_times(self, delta: float) -> None:
-        """Subtract ``delta`` from every stored time."""
-        s = self._start
-        self._t = array("d", (t - delta for t in self._t[s:]))
-        self._v = self._v[s:]
-        self._start = 0
-
-    def nbytes(self) -> int:
-        """Bytes held by the live samples."""
-        return 16 * len(self)
-
-
 class SlotMeans:
-    """Running means of ``size`` slots (plain mean, then exponential once a slot has seen the
-    caller's ``cap`` samples), each with the count of distinct periods (days, weeks) that
-    fed it. 20 bytes per slot."""
+    """Running means of ``size`` slots (plain mean of the first ``cap`` samples, then
+    exponential with weight ``1 / cap``), each with the count of distinct periods (days,
+    weeks) that fed it. 16 bytes per slot."""
 
-    __slots__ = ("_last", "_mean", "_n", "_periods")
+    __slots__ = ("_cap", "_last", "_mean", "_n", "_periods")
 
     _NO_PERIOD = -(2**31)
+    _MAX_PERIODS = 2**16 - 1
+    """Periods are counted up to this (179 years of days): only small counts are compared."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, cap: int) -> None:
+        if cap < 1:
+            raise ValueError("SlotMeans: cap must be at least 1")
+        self._cap = cap
         self._mean = array("d", bytes(8 * size))
-        self._n = array("I", bytes(4 * size))
+        self._n = array("H" if cap <= 2**16 - 1 else "I", [0]) * size
         """Samples seen, counted up to the cap (all the mean's weight needs)."""
-        self._periods = array("i", bytes(4 * size))
+        self._periods = array("H", [0]) * size
         self._last = array("i", [self._NO_PERIOD]) * size
 
-    def add(self, slot: int, v: float, period: int, cap: int) -> None:
+    def add(self, slot: int, v: float, period: int) -> None:
         """Fold ``v`` into ``slot``'s mean; ``period`` is the day or week it belongs to."""
-        n = min(self._n[slot] + 1, cap)
-        self._n[slot] = n
+        n = self._n[slot]
+        if n < self._cap:
+            n += 1
+            self._n[slot] = n
         self._mean[slot] += (v - self._mean[slot]) / n
         if period != self._last[slot]:
-            self._periods[slot] += 1
+            if self._periods[slot] < self._MAX_PERIODS:
+                self._periods[slot] += 1
             self._last[slot] = period
 
     def mean(self, slot: int) -> float:

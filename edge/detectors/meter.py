@@ -103,9 +103,9 @@ class MeterBaseline(MonitorBase):
             clear_after_s=900.0, cooldown_s=1800.0,
         )
         p.done()
-        self._week = SlotMeans(_WEEK_H)
+        self._week = SlotMeans(_WEEK_H, self._cap)
         """Hour-of-week slots; their periods are weeks."""
-        self._day = SlotMeans(48)
+        self._day = SlotMeans(48, self._cap)
         """Hour-of-day slots, weekdays then weekend days; their periods are days."""
         self._smoothed: float | None = None
         self._last_ts: float | None = None
@@ -150,8 +150,8 @@ class MeterBaseline(MonitorBase):
             }
             out = self._rule.update(ts, spike, evidence)
         if not high and not self._rule.episode.active:
-            self._week.add(slot, power, day // 7, self._cap)
-            self._day.add(self._day_slot(slot, day), power, day, self._cap)
+            self._week.add(slot, power, day // 7)
+            self._day.add(self._day_slot(slot, day), power, day)
         return out
 
 

@@ -28,40 +28,79 @@ when the slope falls below half of ``min_slope_per_hour`` (or loses significance
 from __future__ import annotations
 
 import math
+from array import array
 
 from device_profiles.messages import Forecast, Reading
 from device_profiles.schema import DetectorSpec, DeviceProfile
 from device_profiles.site import DeviceConfig
 from edge.detectors.base import DetectorConfigError, Finding, MonitorBase, register
 from edge.detectors.common import Episode, Hysteresis, Params, event_type, numeric_fields
-from edge.detectors.compact import TimeValueWindow
+from edge.detectors.compact import COMPACT_AT as _COMPACT_AT
 
 _REBASE_H = 1000.0
+
+
+class _LineSums:
+    """The running sums of an ordinary least-squares line through ``(t, v)`` points."""
+
+    __slots__ = ("n", "st", "stt", "stv", "sv", "svv")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.st = self.sv = self.stt = self.stv = self.svv = 0.0
+
+    def add(self, t: float, v: float, sign: float) -> None:
+        self.n += int(sign)
+        self.st += sign * t
+        self.sv += sign * v
+        self.stt += sign * t * t
+        self.stv += sign * t * v
+        self.svv += sign * v * v
+
+    def fit(self, t_now: float) -> tuple[float, float, float] | None:
+        """``(slope, fitted value at t_now, t-statistic)``, or ``None``."""
+        n = self.n
+        if n < 3:
+            return None
+        sxx = self.stt - self.st * self.st / n
+        if sxx <= 1e-18:
+            return None
+        sxy = self.stv - self.st * self.sv / n
+        syy = self.svv - self.sv * self.sv / n
+        slope = sxy / sxx
+        mean_t = self.st / n
+        intercept = self.sv / n - slope * mean_t
+        resid = max(syy - slope * sxy, 0.0)
+        se = math.sqrt(resid / (n - 2) / sxx) if n > 2 else float("inf")
+        tstat = abs(slope) / se if se > 0 else float("inf")
+        return slope, intercept + slope * t_now, tstat
 
 
 class LinearTrend:
     """Sliding-window least-squares line of ``value`` against time in hours.
 
-    The window's samples live in a :class:`TimeValueWindow` (two float64 arrays, 16 bytes a
-    sample); the sums of the line are updated as samples enter and leave.
+    With ``recent_s`` shorter than the window, a second line through the samples of the
+    last ``recent_s`` seconds is kept over the same samples (:meth:`fit_recent`). The
+    samples live in two float64 arrays (16 bytes a sample) with a moving start; the expired
+    prefix is dropped once it is at least half of the arrays.
     """
 
-    __slots__ = ("_n", "_pts", "_ref", "_st", "_stt", "_stv", "_sv", "_svv", "window_h")
+    __slots__ = ("_all", "_recent", "_ref", "_rstart", "_start", "_t", "_v", "recent_h",
+                 "window_h")
 
-    def __init__(self, window_s: float) -> None:
+    def __init__(self, window_s: float, recent_s: float | None = None) -> None:
         self.window_h = window_s / 3600.0
-        self._pts = TimeValueWindow()
+        nested = recent_s is not None and recent_s < window_s
+        self.recent_h = (recent_s if recent_s is not None and nested else window_s) / 3600.0
+        self._all = _LineSums()
+        self._recent = _LineSums() if nested else None
+        self._t = array("d")
+        self._v = array("d")
+        self._start = 0
+        """Index of the window's oldest sample in the arrays."""
+        self._rstart = 0
+        """Index of the recent line's oldest sample (never before ``_start``)."""
         self._ref: float | None = None
-        self._n = 0
-        self._st = self._sv = self._stt = self._stv = self._svv = 0.0
-
-    def _add(self, t: float, v: float, sign: float) -> None:
-        self._n += int(sign)
-        self._st += sign * t
-        self._sv += sign * v
-        self._stt += sign * t * t
-        self._stv += sign * t * v
-        self._svv += sign * v * v
 
     def add(self, ts: float, v: float) -> None:
         """Add one sample at epoch seconds ``ts``; drop samples older than the window."""
@@ -71,53 +110,78 @@ class LinearTrend:
         if t > _REBASE_H:
             self._rebase(ts)
             t = 0.0
-        pts = self._pts
-        pts.append(t, v)
-        self._add(t, v, 1.0)
+        times, values = self._t, self._v
+        times.append(t)
+        values.append(v)
+        line = self._all
+        line.add(t, v, 1.0)
         horizon = t - self.window_h
-        while pts.first_t() < horizon:
-            ot, ov = pts.pop_oldest()
-            self._add(ot, ov, -1.0)
+        i = self._start
+        while times[i] < horizon:
+            line.add(times[i], values[i], -1.0)
+            i += 1
+        recent = self._recent
+        if recent is not None:
+            recent.add(t, v, 1.0)
+            horizon = t - self.recent_h
+            j = self._rstart
+            while times[j] < horizon:
+                recent.add(times[j], values[j], -1.0)
+                j += 1
+            self._rstart = j
+        if i >= _COMPACT_AT and 2 * i >= len(times):
+            del times[:i]
+            del values[:i]
+            self._rstart -= i
+            i = 0
+        self._start = i
 
     def _rebase(self, ts: float) -> None:
         assert self._ref is not None
         shift = (ts - self._ref) / 3600.0
         self._ref = ts
-        self._pts.shift_times(shift)
-        self._n = 0
-        self._st = self._sv = self._stt = self._stv = self._svv = 0.0
-        for t, v in self._pts.items():
-            self._add(t, v, 1.0)
+        s = self._start
+        self._t = array("d", (t - shift for t in self._t[s:]))
+        self._v = self._v[s:]
+        self._rstart -= s
+        self._start = 0
+        self._all = _LineSums()
+        for t, v in zip(self._t, self._v, strict=True):
+            self._all.add(t, v, 1.0)
+        if self._recent is not None:
+            self._recent = _LineSums()
+            r = self._rstart
+            for t, v in zip(self._t[r:], self._v[r:], strict=True):
+                self._recent.add(t, v, 1.0)
 
     @property
     def count(self) -> int:
         """Samples in the window."""
-        return self._n
+        return self._all.n
 
     @property
     def span_h(self) -> float:
         """Hours between the oldest and newest sample of the window."""
-        pts = self._pts
-        return pts.last_t() - pts.first_t() if len(pts) else 0.0
+        return self._t[-1] - self._t[self._start] if self._all.n else 0.0
+
+    @property
+    def nested(self) -> bool:
+        """Whether a shorter recent line is kept (``recent_s`` < window)."""
+        return self._recent is not None
 
     def fit(self) -> tuple[float, float, float] | None:
         """``(slope per hour, fitted value at the newest sample, t-statistic)``, or ``None``."""
-        n = self._n
-        if n < 3:
-            return None
-        sxx = self._stt - self._st * self._st / n
-        if sxx <= 1e-18:
-            return None
-        sxy = self._stv - self._st * self._sv / n
-        syy = self._svv - self._sv * self._sv / n
-        slope = sxy / sxx
-        mean_t = self._st / n
-        intercept = self._sv / n - slope * mean_t
-        t_now = self._pts.last_t()
-        resid = max(syy - slope * sxy, 0.0)
-        se = math.sqrt(resid / (n - 2) / sxx) if n > 2 else float("inf")
-        tstat = abs(slope) / se if se > 0 else float("inf")
-        return slope, intercept + slope * t_now, tstat
+        return self._all.fit(self._t[-1]) if self._all.n else None
+
+    def fit_recent(self) -> tuple[float, float, float] | None:
+        """:meth:`fit` of the recent line (the whole window's without ``recent_s``)."""
+        if self._recent is None:
+            return self.fit()
+        return self._recent.fit(self._t[-1]) if self._recent.n else None
+
+    def nbytes(self) -> int:
+        """Bytes of the stored samples, expired prefix included."""
+        return 16 * len(self._t)
 
 
 class Trend(MonitorBase):
@@ -138,7 +202,6 @@ class Trend(MonitorBase):
         "_only_min",
         "_only_when",
         "_recent",
-        "_recent_lines",
         "_settle",
         "_state_since",
     )
@@ -173,11 +236,7 @@ class Trend(MonitorBase):
                 self._limits[name] = limit
         if not self._limits:
             raise DetectorConfigError("trend: none of the fields has a 'limit' to forecast against")
-        self._lines = {name: LinearTrend(window) for name in self._limits}
-        self._recent_lines = (
-            {name: LinearTrend(forecast_window) for name in self._limits}
-            if forecast_window < window else self._lines
-        )
+        self._lines = {name: LinearTrend(window, forecast_window) for name in self._limits}
         self._recent: dict[str, list[float]] = {name: [] for name in self._limits}
         self._state_since: float | None = None
         self._episode = Episode(event_type(profile, spec, "trend"))
@@ -199,8 +258,8 @@ class Trend(MonitorBase):
                 trending = True
             if slope < self._min_slope or tstat < self._min_t or slope <= 0:
                 continue
-            if self._recent_lines is not self._lines:
-                recent = self._recent_lines[name].fit()
+            if line.nested:
+                recent = line.fit_recent()
                 if recent is None or recent[0] < self._min_slope or recent[2] < self._min_t / 2:
                     continue
                 slope, now_value = recent[0], recent[1]
@@ -236,8 +295,6 @@ class Trend(MonitorBase):
                 value = sorted(block)[len(block) // 2] if len(block) > 1 else v
                 block.clear()
                 line.add(ts, value)
-                if self._recent_lines is not self._lines:
-                    self._recent_lines[name].add(ts, value)
                 seen = True
         if not seen:
             return []
