@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from cloud.api.deps import CtxDep, CurrentUser, GatewaySite, Principal, SessionDep, not_found
 from cloud.api.devices import find_device
+from cloud.api.report_photos import PHOTO_PREFIX
 from cloud.context import AppContext
 from cloud.models import ACTIVE_STATES, Device, EventRow, Site, WorkOrder
 from cloud.telemetry_models import EvidenceImage, TelemetryMinute
@@ -738,7 +739,7 @@ def valid_evidence_name(name: str) -> bool:
     responses={401: {"description": "missing, invalid or revoked gateway token"},
                413: {"description": "image larger than 4 MiB"},
                415: {"description": "not a JPEG"},
-               422: {"description": "bad name"}},
+               422: {"description": "bad name, or a name reserved for report photos"}},
 )
 async def post_evidence(
     request: Request, site_id: GatewaySite, ctx: CtxDep,
@@ -752,6 +753,9 @@ async def post_evidence(
     if not valid_evidence_name(name):
         raise HTTPException(422,
                             "name must be a relative path of [A-Za-z0-9_.-] segments")
+    if name.startswith(PHOTO_PREFIX):
+        raise HTTPException(422, f"names starting with {PHOTO_PREFIX!r} are residents' "
+                                 "report photos: a gateway cannot write them")
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_EVIDENCE_BYTES:
         raise HTTPException(413, "image larger than 4 MiB")

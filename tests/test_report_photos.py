@@ -112,3 +112,21 @@ def test_a_report_with_photos_is_dispatched_followed_and_rated(cloud: CloudHarne
                             params={"reporter": "me"}).json()
     assert [(o["id"], o["state"], o["rating"], o["photos"]) for o in mine] == [
         (wo["id"], "closed", 5, refs)]
+
+
+def test_a_gateway_cannot_overwrite_a_residents_photo(cloud: CloudHarness) -> None:
+    resident = cloud.user("rita", "viewer", ["s1"])
+    photo = cloud.client.post("/api/v1/reports/photos", params={"site_id": "s1"}, content=JPEG,
+                              headers={**resident, "Content-Type": "image/jpeg"}).json()
+    forged = cloud.client.post(
+        "/api/v1/evidence", params={"name": photo["name"]}, content=JPEG + b"forged",
+        headers={**cloud.gateway("s1"), "Content-Type": "image/jpeg"},
+    )
+    assert forged.status_code == 422 and "report photos" in forged.text
+    served = cloud.client.get(photo["url"], headers=resident)
+    assert served.content == JPEG
+    evidence = cloud.client.post(
+        "/api/v1/evidence", params={"name": "2026/11/cam-1_1.jpg"}, content=JPEG,
+        headers={**cloud.gateway("s1"), "Content-Type": "image/jpeg"},
+    )
+    assert evidence.status_code == 201, evidence.text
