@@ -17,10 +17,13 @@ from fastapi.concurrency import run_in_threadpool
 
 from cloud import preventive
 from cloud.context import AppContext
+from cloud.photo_cleanup import remove_unused_photos
 from cloud.sla import check_slas
 from cloud.webhooks import Transport, WebhookDelivery, http_transport
 
 log = logging.getLogger(__name__)
+
+PHOTO_CLEANUP_INTERVAL_S = 3600.0
 
 
 @dataclass
@@ -28,6 +31,7 @@ class EngineReport:
     escalations: int = 0
     preventive_orders: int = 0
     webhook_changes: int = 0
+    photos_removed: int = 0
     errors: int = 0
     passes: int = 0
     details: dict[str, int] = field(default_factory=dict)
@@ -44,6 +48,7 @@ class Engine:
             ctx.db, timeout=s.webhook_timeout, retry_initial=s.webhook_retry_initial,
             retry_max=s.webhook_retry_max, transport=transport,
         )
+        self._photos_checked_at = float("-inf")
 
     def run_once(self) -> EngineReport:
         ctx = self._ctx
@@ -54,6 +59,10 @@ class Engine:
             )
         with ctx.db.session() as session, session.begin():
             opened = preventive.generate(session, ctx.policies, now)
+        if now - self._photos_checked_at >= PHOTO_CLEANUP_INTERVAL_S:
+            with ctx.db.session() as session, session.begin():
+                self.report.photos_removed += remove_unused_photos(session, now)
+            self._photos_checked_at = now
         self.report.escalations += steps
         self.report.preventive_orders += opened
         self.report.passes += 1

@@ -130,3 +130,30 @@ def test_a_gateway_cannot_overwrite_a_residents_photo(cloud: CloudHarness) -> No
         headers={**cloud.gateway("s1"), "Content-Type": "image/jpeg"},
     )
     assert evidence.status_code == 201, evidence.text
+
+
+def test_photos_no_report_used_are_removed_after_a_day(cloud: CloudHarness) -> None:
+    resident = cloud.user("rita", "viewer", ["s1"])
+    refs = [
+        cloud.client.post("/api/v1/reports/photos", params={"site_id": "s1"}, content=JPEG,
+                          headers={**resident, "Content-Type": "image/jpeg"}).json()["ref"]
+        for _ in range(3)
+    ]
+    filed = cloud.client.post("/api/v1/reports", headers=resident, json={
+        "site_id": "s1", "category": "cleaning", "title": "Spill", "photos": refs[:1],
+    })
+    assert filed.status_code == 201, filed.text
+    engine = cloud.client.app.state.engine  # type: ignore[attr-defined]
+    engine.run_once()
+    assert engine.report.photos_removed == 0  # too young to judge
+    cloud.clock.advance(23 * 3600)
+    rosa = cloud.user("rosa", "viewer", ["s1"])  # sign-ins expire: a fresh one
+    recent = cloud.client.post("/api/v1/reports/photos", params={"site_id": "s1"}, content=JPEG,
+                               headers={**rosa, "Content-Type": "image/jpeg"}).json()["ref"]
+    cloud.clock.advance(2 * 3600)
+    engine.run_once()
+    assert engine.report.photos_removed == 2  # the two unused; the recent one waits
+    boss = cloud.user("dora", "dispatcher", ["s1"])
+    assert cloud.client.get(refs[0], headers=boss).status_code == 200
+    assert cloud.client.get(recent, headers=boss).status_code == 200
+    assert [cloud.client.get(r, headers=boss).status_code for r in refs[1:]] == [404, 404]
