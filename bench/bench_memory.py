@@ -17,9 +17,12 @@ fifth of the run (warm), at the end and at its peak, the growth from warm to the
 the slope over the second half (MB per minute), and whether the agent kept up (messages
 received against messages published, queue depth).
 
-Some detectors keep bounded per-device windows that fill for longer than a short run
-(the pumps' trend detector: 30 minutes of samples); their growth is bounded, and the
-docs/benchmarks/performance.md record says how much is left to fill.
+Some detectors keep bounded per-device state that fills for longer than a short run (the
+pump model's warm-up: an hour of running samples; the pumps' trend windows: 30 minutes);
+its growth is bounded, and ``bench/bench_detector_memory.py`` measures it per device kind.
+The agent imports numpy only when something needs it (a learned model's fit after its
+warm-up, the TSDB writer's client library): the result says whether it was loaded at the
+end (``numpy_loaded``). ``--no-tsdb`` runs the same estate without the TSDB output.
 
     .venv/bin/python bench/bench_memory.py [--duration 600] [--sample 10] [--quick]
 """
@@ -71,6 +74,15 @@ def layout(buildings: int, gates: int) -> EstateLayout:
     return EstateLayout(buildings=buildings, floors=18, elevators_per_building=2,
                         pumps_per_building=2, meters_per_building=5, cameras_per_building=1,
                         gates=gates)
+
+
+def numpy_loaded(pid: int) -> bool:
+    """Whether the process has numpy's compiled core mapped (it imported numpy)."""
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as maps:
+            return any("_multiarray_umath" in line for line in maps)
+    except OSError:
+        return False
 
 
 def slope_mb_per_min(points: list[tuple[float, int]]) -> float:
@@ -152,7 +164,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         site = SiteConfig(
             site_id="memory", gateway_id="gw-memory", data_dir=str(tmp / "edge-data"),
             mqtt=MqttConfig(url=broker.url, client_id="bench-memory-edge"),
-            cloud=CloudConfig(url="http://127.0.0.1:1"), tsdb=TsdbConfig(url=vm.url),
+            cloud=CloudConfig(url="http://127.0.0.1:1"),
+            tsdb=None if args.no_tsdb else TsdbConfig(url=vm.url),
             estate=layout(args.buildings, args.gates),
         )
         devices = site.all_devices()
@@ -163,6 +176,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wait_connected(edge)
         time.sleep(2.0)
         baseline = rss_bytes(edge.process.pid)
+        numpy_at_start = numpy_loaded(edge.process.pid)
         site_file = str(write_site(site, tmp / "site.yaml"))
         if args.publisher == "simulator":
             cmd = gatehouse(
@@ -191,6 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(3.0)
         final = edge.metrics()
         samples.append((time.monotonic() - started, rss_bytes(edge.process.pid)))
+        numpy_at_end = numpy_loaded(edge.process.pid)
         stats_lines = [line for line in sim.tail(20000).splitlines() if line.startswith("{")]
         sim_stats: dict[str, Any] = json.loads(stats_lines[-1]) if stats_lines else {}
     # The simulator starts publishing after it has built its 5,000 models: the run is
@@ -207,6 +222,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     got = final.get("messages_received", 0.0)
     return {
         "devices": len(devices),
+        "tsdb_output": not args.no_tsdb,
+        "numpy_loaded": {"idle": numpy_at_start, "end": numpy_at_end},
         "kinds": {k: sum(d.kind == k for d in devices) for k in sorted({d.kind for d in devices})},
         "duration_s": round(span, 1),
         "published": int(published),
@@ -237,7 +254,9 @@ def summary(r: dict[str, Any]) -> str:
         f"warm {m['warm']:.0f} MB, end {m['end']:.0f} MB, peak {m['peak']:.0f} MB "
         f"(end/idle {r['ratio_end_to_baseline']}x)\n"
         f"  growth warm->end {r['growth_warm_to_end_mb']:+.1f} MB, second-half slope "
-        f"{r['slope_second_half_mb_per_min']:+.2f} MB/min"
+        f"{r['slope_second_half_mb_per_min']:+.2f} MB/min; TSDB output "
+        f"{'on' if r['tsdb_output'] else 'off'}, numpy loaded at the end: "
+        f"{r['numpy_loaded']['end']}"
     )
 
 
@@ -259,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--buildings", type=int, default=498)
     parser.add_argument("--gates", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="20 s, 40 buildings (the tests)")
+    parser.add_argument("--no-tsdb", action="store_true",
+                        help="no TSDB output (no influxdb-client in the agent)")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
     if args.quick:
