@@ -58,6 +58,7 @@ from edge.metrics import HealthServer, Metrics, Sample
 from edge.mqtt_input import InboundMessage, MqttInput
 from edge.outbox import CRITICAL, EVENTS, TELEMETRY, Entry, Outbox, default_lanes
 from edge.outputs import TelemetryOutput, build_outputs
+from edge.outputs.writer_thread import TelemetryWriterThread
 from edge.sqlite_store import StoreError, StoreFull
 from edge.validate import DEFAULT_MAX_PAYLOAD, NativeEvent, Rejection, StatusChange, Validator
 
@@ -194,6 +195,18 @@ class Agent:
             self._outputs = {f"output{i}": out for i, out in enumerate(outputs)}
         self._telemetry_backoff = Backoff(opts.telemetry_retry_initial, opts.telemetry_retry_max)
         self._telemetry_retry_at = 0.0
+        self._telemetry: TelemetryWriterThread[Reading, Event] | None = (
+            TelemetryWriterThread(
+                self._write_telemetry, self._write_event_points_now, self._telemetry_idle,
+                idle_interval=opts.tick_interval,
+                on_full=lambda: self.metrics.inc("telemetry_queue_full"),
+                on_error=lambda: self.metrics.inc("runner_errors"),
+            )
+            if self._outputs else None
+        )
+        """Runs the outputs (and the spool's replay) off the runner thread; see _process."""
+        self._telemetry_acks: deque[tuple[int, list[InboundMessage]]] = deque()
+        """Bursts whose acks wait for their readings to be written or spooled: (seq, burst)."""
         self._queue: Inbox[InboundMessage] = Inbox(
             opts.queue_max, lambda n: self.metrics.inc("queue_overflow", float(n))
         )
@@ -253,6 +266,8 @@ class Agent:
                 routes={"/deadletters": self._deadletters_page},
             )
             self._http.start()
+        if self._telemetry is not None:
+            self._telemetry.start()
         loop = threading.Thread(target=self._loop, name="edge-runner", daemon=True)
         self._threads.append(loop)
         if self.options.forward:
@@ -286,6 +301,7 @@ class Agent:
         self.forwarder.wake()
         for thread in self._threads:
             thread.join(timeout)
+        self._stop_telemetry(timeout)
         with contextlib.suppress(Exception):
             self._source.stop()
         self._final = self.stats()
@@ -421,6 +437,7 @@ class Agent:
                 burst = self._take_burst(wait)
                 if burst:
                     self._process(burst)
+                self._release_telemetry_acks()
                 if not self._pending.empty():
                     self._flush(retry_events=time.monotonic() >= self._retry_at)
                 if time.monotonic() >= next_tick:
@@ -443,45 +460,87 @@ class Agent:
         return burst
 
     def _process(self, burst: list[InboundMessage]) -> None:
+        """Validate and analyse one burst; stage its events, dead letters, acks, readings.
+
+        Per message only what must be: the camera frame test (only when cameras run), the
+        validation and the detectors; counters are added once per burst. The readings go
+        to the telemetry writer thread; the burst's acks wait until they are written or
+        spooled (:meth:`_release_telemetry_acks`), so an acknowledged reading is never lost.
+        """
         m = self.metrics
-        m.inc("messages_received", float(len(burst)))
+        n = len(burst)
+        m.inc("messages_received", float(n))
         second = int(time.monotonic())
         if self._ingest and self._ingest[-1][0] == second:
-            self._ingest[-1][1] += len(burst)
+            self._ingest[-1][1] += n
         else:
-            self._ingest.append([second, len(burst)])
+            self._ingest.append([second, n])
+        self._release_telemetry_acks()
         readings: list[Reading] = []
         events: list[Event] = []
         letters: list[tuple[str, str, str, bytes]] = []
+        validate = self.validator.validate
+        observe = self.detection.observe
+        cameras = self.cameras
+        frame_suffix = "/" + FRAME_CHANNEL
+        frames = statuses = natives = 0
+        rejects: dict[str, int] = {}
         for msg in burst:
-            if self.cameras is not None and msg.topic.endswith("/" + FRAME_CHANNEL):
-                parts = msg.topic.split("/")
+            topic = msg.topic
+            if cameras is not None and topic.endswith(frame_suffix):
+                parts = topic.split("/")
                 if (
                     len(parts) == 5 and parts[1] == self.site.site_id and parts[2] == "camera"
-                    and self.cameras.feed_frame(parts[3], msg.payload, msg.received)
+                    and cameras.feed_frame(parts[3], msg.payload, msg.received)
                 ):
-                    m.inc("camera_frames")
+                    frames += 1
                     continue
-            result = self.validator.validate(msg.topic, msg.payload)
-            if isinstance(result, Rejection):
-                m.inc("rejects", reason=result.reason.value)
-                letters.append((msg.topic, result.reason.value, result.detail, msg.payload))
-            elif isinstance(result, Reading):
+            result = validate(topic, msg.payload)
+            if isinstance(result, Reading):  # by far the most frequent: tested first
                 readings.append(result)
-                events.extend(self.detection.observe(result))
+                found = observe(result)
+                if found:
+                    events.extend(found)
+            elif isinstance(result, Rejection):
+                reason = result.reason.value
+                rejects[reason] = rejects.get(reason, 0) + 1
+                letters.append((topic, reason, result.detail, msg.payload))
             elif isinstance(result, StatusChange):
-                m.inc("status_changes")
+                statuses += 1
                 events.extend(self.detection.status(result))
             elif isinstance(result, NativeEvent):
-                m.inc("native_events")
+                natives += 1
                 events.extend(self.detection.native(result))
+        if frames:
+            m.inc("camera_frames", float(frames))
+        for reason, count in rejects.items():
+            m.inc("rejects", float(count), reason=reason)
+        if statuses:
+            m.inc("status_changes", float(statuses))
+        if natives:
+            m.inc("native_events", float(natives))
         m.inc("readings", float(len(readings)))
         self._stage_events(events)
-        self._pending.acks.extend(burst)
         if letters:
             self._keep_letters(letters)
-        if readings and self._outputs:
-            self._write_telemetry(readings)
+        writer = self._telemetry
+        if writer is None:
+            self._pending.acks.extend(burst)
+            return
+        seq = writer.submit(readings) if readings else writer.submitted
+        if seq > writer.done or self._telemetry_acks:
+            self._telemetry_acks.append((seq, burst))
+        else:
+            self._pending.acks.extend(burst)
+
+    def _release_telemetry_acks(self) -> None:
+        """Move the acks of bursts whose readings are written or spooled to the pending acks
+        (sent with the next flush, once the events are durable too)."""
+        waiting = self._telemetry_acks
+        if waiting and self._telemetry is not None:
+            done = self._telemetry.done
+            while waiting and waiting[0][0] <= done:
+                self._pending.acks.extend(waiting.popleft()[1])
 
     def _stage_events(self, events: Iterable[Event]) -> None:
         """Hold events for the next commit, each with the episode-registry change it causes
@@ -504,8 +563,6 @@ class Agent:
         if not self._pending.empty():
             self._flush(retry_events=time.monotonic() >= self._retry_at)
         self._check_disk()
-        if self._outputs and self.outbox.depth(TELEMETRY):
-            self._replay_telemetry()
 
     def _flush(self, *, retry_events: bool = True) -> bool:
         """Make pending events durable (critical first), then ack; ``True`` when all done.
@@ -549,10 +606,14 @@ class Agent:
         return True
 
     def _write_event_points(self, events: list[Event]) -> None:
-        """Mirror durable events into outputs that chart them (Grafana's alarm panels).
+        """Mirror durable events into outputs that chart them (Grafana's alarm panels), on
+        the telemetry writer thread. Best effort: the outbox, not this copy, is what
+        delivers events to the cloud."""
+        if self._telemetry is not None:
+            self._telemetry.submit_events(events)
 
-        Best effort: the outbox, not this copy, is what delivers events to the cloud.
-        """
+    def _write_event_points_now(self, events: list[Event]) -> None:
+        """:meth:`_write_event_points`, on the telemetry writer thread."""
         for name, output in self._outputs.items():
             write_events = getattr(output, "write_events", None)
             if write_events is None:
@@ -630,6 +691,28 @@ class Agent:
                 log.error("dead letters not kept: %s", exc)
 
     # ----------------------------------------------------------------- telemetry
+    # Everything in this section runs on the telemetry writer thread (self._telemetry),
+    # one call at a time: writes in burst order, the spool, its replay and the backoff.
+
+    def _stop_telemetry(self, timeout: float) -> None:
+        """Write the bursts still queued, then send the acks they release (the runner thread
+        has ended; if it has not, its own flush sends them, or the broker redelivers)."""
+        if self._telemetry is None:
+            return
+        self._telemetry.stop(timeout)
+        if any(t.is_alive() for t in self._threads if t.name == "edge-runner"):
+            return
+        self._release_telemetry_acks()
+        if not self._pending.empty():
+            try:
+                self._flush()
+            except StoreError:
+                log.exception("could not write the last burst at stop; the broker redelivers it")
+
+    def _telemetry_idle(self) -> None:
+        """Replay the spool when there is one (about once per tick)."""
+        if self.outbox.depth(TELEMETRY):
+            self._replay_telemetry()
 
     def _write_telemetry(self, readings: list[Reading]) -> None:
         spooling = self.outbox.depth(TELEMETRY) > 0

@@ -1,0 +1,233 @@
+"""The telemetry writer thread: order, merging, back-pressure (never a drop), idle replay,
+clean stop; and in the agent: a burst is acknowledged only once its readings are written or
+spooled, a stop writes what is queued, the outputs never run on the runner thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from device_profiles.loader import load_profiles
+from device_profiles.messages import Event, Reading
+from edge.outbox import TELEMETRY
+from edge.outputs.writer_thread import TelemetryWriterThread
+from edge.runner import Agent, AgentOptions
+from tests.servers_edge import SourceBox, fake_monitors, make_site, pump_payload
+
+PROFILES = load_profiles()
+PUMP = "gh/s1/water_pump/pump-1/telemetry"
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.005)
+    raise AssertionError("condition not reached in time")
+
+
+class Recorder:
+    """write callbacks that record calls and can be held (blocked) by the test."""
+
+    def __init__(self) -> None:
+        self.writes: list[list[int]] = []
+        self.events: list[list[str]] = []
+        self.idles = 0
+        self.threads: set[str] = set()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def write(self, readings: list[int]) -> None:
+        self.threads.add(threading.current_thread().name)
+        self.entered.set()
+        assert self.gate.wait(10)
+        self.writes.append(list(readings))
+
+    def write_events(self, events: list[str]) -> None:
+        self.events.append(list(events))
+
+    def idle(self) -> None:
+        self.idles += 1
+
+
+def make(rec: Recorder, **kw: object) -> TelemetryWriterThread[int, str]:
+    return TelemetryWriterThread(rec.write, rec.write_events, rec.idle, **kw)  # type: ignore[arg-type]
+
+
+def test_bursts_are_written_in_order_and_merged_while_the_writer_is_busy() -> None:
+    rec = Recorder()
+    w = make(rec, max_items=10, max_merge=6)
+    w.start()
+    rec.gate.clear()
+    assert w.submit([1]) == 1
+    assert rec.entered.wait(5)  # the first burst is being written (held)
+    seqs = [w.submit([2 * i, 2 * i + 1]) for i in range(1, 5)]
+    w.submit_events(["e1"])
+    w.submit([100])
+    assert seqs == [2, 3, 4, 5] and w.done == 0
+    rec.gate.set()
+    wait_until(lambda: w.done == 6)
+    assert rec.writes == [[1], [2, 3, 4, 5, 6, 7], [8, 9], [100]], "merged up to max_merge"
+    assert rec.events == [["e1"]], "an event batch keeps its place between the bursts"
+    assert w.stop()
+    assert rec.threads == {"edge-telemetry"}
+
+
+def test_a_full_queue_makes_submit_wait_and_nothing_is_dropped() -> None:
+    rec = Recorder()
+    full: list[int] = []
+    w = make(rec, max_items=2, max_merge=1, on_full=lambda: full.append(1))
+    w.start()
+    rec.gate.clear()
+    w.submit([0])
+    assert rec.entered.wait(5)
+    w.submit([1])
+    w.submit([2])  # the queue (2) is now full
+    done = threading.Event()
+
+    def producer() -> None:
+        w.submit([3])
+        done.set()
+
+    threading.Thread(target=producer, daemon=True).start()
+    assert not done.wait(0.3), "submit must wait while the queue is full"
+    assert full == [1]
+    rec.gate.set()
+    assert done.wait(5)
+    wait_until(lambda: w.done == 4)
+    assert [r for batch in rec.writes for r in batch] == [0, 1, 2, 3]
+    w.stop()
+
+
+def test_stop_writes_everything_queued() -> None:
+    rec = Recorder()
+    w = make(rec, max_items=100, max_merge=1)
+    w.start()
+    rec.gate.clear()
+    for i in range(20):
+        w.submit([i])
+    rec.gate.set()
+    assert w.stop(timeout=5)
+    assert [r for batch in rec.writes for r in batch] == list(range(20))
+    assert w.done == w.submitted == 20
+    w.submit([99])  # after stop: written on the caller's thread, still counted
+    assert rec.writes[-1] == [99] and w.done == 21
+
+
+def test_idle_runs_on_the_thread_even_while_bursts_keep_coming() -> None:
+    rec = Recorder()
+    w = make(rec, idle_interval=0.05)
+    w.start()
+    deadline = time.monotonic() + 0.4
+    while time.monotonic() < deadline:
+        w.submit([1])
+        time.sleep(0.002)
+    w.stop()
+    assert rec.idles >= 3
+
+
+def test_an_unexpected_error_is_counted_and_the_burst_still_counts_as_done() -> None:
+    errors: list[int] = []
+
+    def broken(readings: list[int]) -> None:
+        raise RuntimeError("bug")
+
+    w: TelemetryWriterThread[int, str] = TelemetryWriterThread(
+        broken, lambda e: None, lambda: None, on_error=lambda: errors.append(1)
+    )
+    w.start()
+    w.submit([1])
+    wait_until(lambda: w.done == 1)
+    assert errors == [1]
+    w.stop()
+
+
+# ----------------------------------------------------------------- in the agent
+
+
+class HeldOutput:
+    """An output whose writes block until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.stored: list[Reading] = []
+        self.gate = threading.Event()
+        self.threads: set[str] = set()
+        self.events: list[Event] = []
+
+    def write(self, readings: Sequence[Reading]) -> None:
+        self.threads.add(threading.current_thread().name)
+        assert self.gate.wait(10)
+        self.stored.extend(readings)
+
+    def write_events(self, events: Sequence[Event]) -> None:
+        self.threads.add(threading.current_thread().name)
+        self.events.extend(events)
+
+    def close(self) -> None:
+        pass
+
+
+def agent_with(output: HeldOutput, tmp_path: Path) -> tuple[Agent, SourceBox]:
+    box = SourceBox()
+    agent = Agent(
+        make_site("s1", data_dir=tmp_path / "edge"), profiles=PROFILES,
+        options=AgentOptions(reserve_bytes=0, low_water_bytes=0, forward=False,
+                             tick_interval=0.05),
+        outputs={"tsdb": output}, monitor_factory=fake_monitors, source_factory=box,
+    )
+    return agent, box
+
+
+def test_a_burst_is_acked_only_after_its_readings_are_written(tmp_path: Path) -> None:
+    output = HeldOutput()
+    agent, box = agent_with(output, tmp_path)
+    agent.start()
+    try:
+        mids = [box.get.push(PUMP, pump_payload(100.0 + i)) for i in range(5)]
+        wait_until(lambda: agent.stats()["readings"] == 5)
+        time.sleep(0.3)
+        assert box.get.acked == [], "no ack while the readings are not written"
+        mids.append(box.get.push(PUMP, pump_payload(105.0, current_a=15.0)))  # raises an event
+        output.gate.set()
+        wait_until(lambda: sorted(box.get.acked) == mids)
+        assert [r.ts for r in output.stored] == [100.0 + i for i in range(6)]
+        wait_until(lambda: len(output.events) == 1)
+        assert output.threads == {"edge-telemetry"}, "outputs never run on the runner thread"
+    finally:
+        output.gate.set()
+        agent.stop()
+
+
+def test_stop_writes_the_queued_readings_then_acks_them(tmp_path: Path) -> None:
+    output = HeldOutput()
+    agent, box = agent_with(output, tmp_path)
+    agent.start()
+    mids = [box.get.push(PUMP, pump_payload(100.0 + i)) for i in range(30)]
+    wait_until(lambda: agent.stats()["readings"] == 30)
+    assert box.get.acked == []
+    threading.Timer(0.2, output.gate.set).start()
+    agent.stop()
+    assert len(output.stored) == 30
+    assert sorted(box.get.acked) == mids
+
+
+class DownOutput(HeldOutput):
+    def write(self, readings: Sequence[Reading]) -> None:
+        raise ConnectionError("tsdb down")
+
+
+def test_a_burst_whose_write_failed_is_acked_once_spooled(tmp_path: Path) -> None:
+    output = DownOutput()
+    agent, box = agent_with(output, tmp_path)
+    agent.start()
+    try:
+        mids = [box.get.push(PUMP, pump_payload(100.0 + i)) for i in range(5)]
+        wait_until(lambda: sorted(box.get.acked) == mids)
+        assert agent.stats()["telemetry_spooled"] == 5
+        assert agent.outbox.depth(TELEMETRY) >= 1
+    finally:
+        agent.stop()
