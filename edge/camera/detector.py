@@ -15,8 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.camera.calibration import Calibration
-from edge.camera.fall import FallFit, FallParams, G, check_fall, fall_drop
+from edge.camera.fall import FallFit, FallParams, G, check_fall, fall_drop, fall_speed
 from edge.camera.motion import MotionDetector, MotionParams
+from edge.camera.stitching import FragmentStitcher
 from edge.camera.tracking import Track, Tracker
 
 
@@ -50,6 +51,8 @@ class DetectorParams:
     recheck_every: int = 12
     dedupe_frames: int = 20
     dedupe_px: float = 48.0
+    stitch_max_gap: int = 10
+    """Frames a fall may be lost for and still be stitched back together."""
     motion: MotionParams = field(default_factory=MotionParams)
     fall: FallParams = field(default_factory=FallParams)
 
@@ -94,6 +97,11 @@ class ThrowDetector:
             return float(calibration.pixels_per_metre(y)) * step_per_frame + 3.0
 
         self.tracker = Tracker(max_step, self.p.max_miss)
+
+        def gravity_px(y: float) -> float:
+            return float(calibration.pixels_per_metre(y)) * G / (fps * fps)
+
+        self.stitcher = FragmentStitcher(gravity_px, self.p.stitch_max_gap)
         self.frames_seen = 0
         self.rejections: dict[str, int] = {}
         self._recent: list[Alarm] = []
@@ -112,15 +120,32 @@ class ThrowDetector:
         area = blobs.area.astype(np.float64) * (self.factor * self.factor)
         births = self.frames_seen > self.p.warmup_frames and not blobs.disturbed
         ended = self.tracker.update(frame_index, xy, area, allow_births=births)
+        ended += self._stitch()
+        self.stitcher.remember(ended, frame_index)
         alarms = [a for t in ended if (a := self._judge(t, frame_index, final=True))]
         for tr in self.tracker.live:
-            if (not tr.alarmed and len(tr.frames) >= 2 * self.p.fall.min_points
-                    and len(tr.frames) - tr.checked_at >= self.p.recheck_every):
-                tr.checked_at = len(tr.frames)
+            n = tr.chain_length()
+            if (not tr.alarmed and n >= 2 * self.p.fall.min_points
+                    and n - tr.checked_at >= self.p.recheck_every):
+                tr.checked_at = n
                 alarm = self._judge(tr, frame_index, final=False)
                 if alarm:
                     alarms.append(alarm)
         return alarms
+
+    def _stitch(self) -> list[Track]:
+        """Link each track that just got its third sighting to the fragment it continues;
+        a live fragment it continues is ended (and judged on its own) now."""
+        live = self.tracker.live
+        retired: list[Track] = []
+        for tr in live:
+            if len(tr.frames) != 3 or tr.parent is not None:
+                continue
+            found = self.stitcher.link(tr, live)
+            if found is not None and self.tracker.retire(found):
+                retired.append(found)
+                live = [t for t in live if t is not found]
+        return retired
 
     def finish(self, frame_index: int) -> list[Alarm]:
         """End of stream: judge every live track."""
@@ -145,19 +170,41 @@ class ThrowDetector:
         h_rel = self.cal.floor_coord(fit.release_y) * self.cal.floor_height_m
         h = float(h_rel) - float(fall_drop(tau, fit.g_factor * G, fit.terminal_mps)[0])
         y_pred = self.cal.row_of_coord(h / self.cal.floor_height_m)
-        return abs(y0 - y_pred) <= 12.0 + 0.1 * abs(y_pred - prev.release_y) and abs(
-            x0 - last_x) <= self.p.dedupe_px
+        if not (abs(y0 - y_pred) <= 12.0 + 0.1 * abs(y_pred - prev.release_y)
+                and abs(x0 - last_x) <= self.p.dedupe_px):
+            return False
+        # and moves at the earlier fall's speed there (not a second object released where
+        # the first one happened to pass)
+        k = min(len(tr.frames), 6) - 1
+        if k < 2:
+            return True
+        v_seen = (tr.ys[k] - tr.ys[0]) / (tr.frames[k] - tr.frames[0])
+        mid = np.array([(tr.frames[0] + tr.frames[k]) / 2.0 / self.fps - fit.release_t])
+        v_mps = float(fall_speed(mid, fit.g_factor * G, fit.terminal_mps)[0])
+        v_pred = v_mps * float(self.cal.pixels_per_metre((y0 + tr.ys[k]) / 2.0)) / self.fps
+        return abs(v_seen - v_pred) <= 0.5 + 0.25 * v_pred
 
     def _judge(self, tr: Track, frame_index: int, final: bool) -> Alarm | None:
         if tr.alarmed:
             return None
-        if len(tr.frames) < self.p.fall.min_points:
+        own = (tr.frames, tr.xs, tr.ys, tr.areas)
+        tries = [tr.chain(), own] if tr.parent is not None else [own]
+        fit: FallFit | None = None
+        chosen = own
+        for pts in tries:
+            if len(pts[0]) < self.p.fall.min_points:
+                continue
+            t = np.asarray(pts[0], np.float64) / self.fps
+            fit = check_fall(t, np.asarray(pts[1]), np.asarray(pts[2]), self.cal,
+                             self.p.fall, self.fps)
+            chosen = pts
+            if fit.is_fall:
+                break
+        frames, xs, ys, areas = chosen
+        if fit is None:
             if final and len(tr.frames) > 1:
                 self.rejections["short"] = self.rejections.get("short", 0) + 1
             return None
-        t = np.asarray(tr.frames, np.float64) / self.fps
-        fit = check_fall(t, np.asarray(tr.xs), np.asarray(tr.ys), self.cal, self.p.fall,
-                         self.fps)
         if not fit.is_fall:
             if final:
                 self.rejections[fit.reason] = self.rejections.get(fit.reason, 0) + 1
@@ -177,8 +224,8 @@ class ThrowDetector:
             release_y=fit.release_y,
             window_column=self.cal.window_column(fit.release_x),
             trajectory=[(f, round(x, 1), round(y, 1))
-                        for f, x, y in zip(tr.frames, tr.xs, tr.ys, strict=True)],
-            size_px=float(np.median(tr.areas)),
+                        for f, x, y in zip(frames, xs, ys, strict=True)],
+            size_px=float(np.median(areas)),
             fit=fit,
         )
         self._recent = [a for a in self._recent

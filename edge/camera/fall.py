@@ -15,6 +15,19 @@ missed. A track is a fall only if the model fits to within pixel noise, the spee
 along the track (rain and gliding birds move at constant speed), the object descends at
 least ``min_descent_floors``, and its sideways motion is steady and slower than
 ``max_sideways_mps``.
+
+Two kinds of fall show little acceleration and get their own, stricter tests:
+
+* a light object (paper, a bag) seen a few tenths of a second after its release: its
+  early acceleration is only 0.2-0.35 g. It is accepted when that acceleration is highly
+  significant and the best-fitting model is one *with* drag that fits within pixel noise;
+* a light object seen only near its terminal speed (:func:`_steady_fall`): a steady
+  downward speed of a dragged object (``terminal_min_mps`` .. ``terminal_max_mps`` in
+  facade metres), sustained over at least ``terminal_min_floors`` floors, nearly vertical,
+  neither slowing down nor wobbling, and constant in *facade metres* rather than in pixels
+  (with perspective, rain near the lens and birds move at constant pixel speed, a falling
+  object at constant metres per second). The release is back-traced to where an object
+  falling from rest reaches 90 % of that speed.
 """
 
 from __future__ import annotations
@@ -50,6 +63,11 @@ class FallParams:
     accel_window_s: float = 1.2
     min_accel_g: float = 0.35
     min_accel_sigma: float = 4.0
+    min_accel_g_drag: float = 0.2
+    """A smaller early acceleration (a light object seen after its release) is enough
+    when it is ``min_accel_sigma_drag`` standard errors from zero and the best model has
+    drag."""
+    min_accel_sigma_drag: float = 8.0
     rest_speed_mps: float = 0.8
     """A track whose first six sightings descend slower than this (or by at most two
     pixels) started at rest in view."""
@@ -57,6 +75,25 @@ class FallParams:
     min_line_ratio: float = 3.0
     max_mean_gap: float = 1.5
     """Mean frames between sightings: chained rain drops leave gaps, a tracked object few."""
+    terminal_min_mps: float = 2.5
+    terminal_max_mps: float = 10.0
+    """Steady falls: a dragged object's terminal speed (rain near the lens looks faster)."""
+    terminal_min_floors: float = 2.0
+    terminal_min_points: int = 15
+    terminal_max_mean_gap: float = 1.1
+    terminal_max_gap: int = 2
+    """A steady fall is seen in nearly every frame (chained rain streaks leave gaps)."""
+    terminal_min_duration_s: float = 0.6
+    terminal_max_slant: float = 0.6
+    """Sideways pixels per pixel of descent (a dragged object falls nearly vertically)."""
+    terminal_max_decel_g: float = 0.1
+    terminal_max_accel_g: float = 0.35
+    terminal_perspective_slack: float = 0.15
+    """The constant-metres-per-second model may fit at most this much worse (tolerance
+    units) than a constant-pixels-per-frame one."""
+    terminal_speed_share: float = 0.9
+    """Back-tracing a steady fall assumes it was first seen at this share of its terminal
+    speed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +153,16 @@ def check_fall(
         return FallFit(False, "sparse")
     acc, acc_se = _early_acceleration(t, h, ppm, p.accel_window_s)
     accelerates = -acc >= p.min_accel_g * G and -acc >= p.min_accel_sigma * acc_se
+    weakly = -acc >= p.min_accel_g_drag * G and -acc >= p.min_accel_sigma_drag * acc_se
     k = min(n, 6)
     rest_px = max(2.0, p.rest_speed_mps * (t[k - 1] - t[0]) * float(ppm[0]))
     starts_at_rest = y[k - 1] - y[0] <= rest_px
-    if not accelerates and not starts_at_rest:
-        return FallFit(False, "no_acceleration")
     # blur and segmentation move the centroid of a fast object: allow 10 % of its step
     step = np.abs(np.gradient(y, t)) / fps
     tol = 1.0 + 0.1 * step
+    if not accelerates and not weakly and not starts_at_rest:
+        steady = _steady_fall(t, x, y, h, ppm, tol, cal, p, fps)
+        return steady if steady is not None else FallFit(False, "no_acceleration")
     w = (ppm / tol) ** 2
     dt_grid = np.arange(0.0, p.max_backtrace_s + 1e-9, 0.02)
     t_r = t[0] - dt_grid
@@ -176,17 +215,76 @@ def check_fall(
     if gain < max(p.min_speed_gain_mps, 0.3 * v1):
         return _with(fit, False, "no_acceleration")
     if not accelerates:
-        # a light object seen from its release: at rest, then at speed; a straight line
-        # (rain, a gliding bird) cannot fit that, and the release must be where it started
-        line_rms = _line_rms(t, y, tol)
-        if (line_rms < p.min_line_ratio * max(rms, 0.5)
-                or t[0] - rel_t > p.rest_release_s):
+        if weakly and not math.isinf(vt):
+            pass  # a weak early acceleration that drag explains: a light object
+        elif starts_at_rest:
+            # a light object seen from its release: at rest, then at speed; a straight
+            # line (rain, a gliding bird) cannot fit that, and the release must be where
+            # it started
+            line_rms = _line_rms(t, y, tol)
+            if (line_rms < p.min_line_ratio * max(rms, 0.5)
+                    or t[0] - rel_t > p.rest_release_s):
+                return _with(fit, False, "no_acceleration")
+        else:
             return _with(fit, False, "no_acceleration")
     if abs(vx) > p.max_sideways_mps:
         return _with(fit, False, "sideways")
     if x_rms > p.max_sideways_rms_px:
         return _with(fit, False, "erratic")
     return _with(fit, True, "fall")
+
+
+def _steady_fall(
+    t: FloatArray, x: FloatArray, y: FloatArray, h: FloatArray, ppm: FloatArray,
+    tol: FloatArray, cal: Calibration, p: FallParams, fps: float,
+) -> FallFit | None:
+    """A fall first seen near its terminal speed (see the module notes), or None."""
+    n = len(t)
+    coord = h / cal.floor_height_m
+    if (n < p.terminal_min_points or t[-1] - t[0] < p.terminal_min_duration_s
+            or coord[0] - coord[-1] < p.terminal_min_floors):
+        return None
+    frame_gaps = np.diff(t) * fps
+    if (float(frame_gaps.mean()) > p.terminal_max_mean_gap
+            or float(frame_gaps.max()) > p.terminal_max_gap + 0.5):
+        return None
+    dy = float(y[-1] - y[0])
+    if dy <= 0 or abs(float(x[-1] - x[0])) > p.terminal_max_slant * dy:
+        return None
+    tt = t - t[0]
+    w = ppm / tol
+    # constant speed in facade metres, weighted to pixel-tolerance units
+    a_lin = np.vstack([np.ones(n), tt]).T
+    coef, *_ = np.linalg.lstsq(a_lin * w[:, None], h * w, rcond=None)
+    speed = -float(coef[1])
+    res_m = (h - a_lin @ coef) * w
+    rms_m = float(np.sqrt((res_m * res_m).mean()))
+    if not p.terminal_min_mps <= speed <= p.terminal_max_mps or rms_m > p.max_rms_px:
+        return None
+    # neither slowing down (a bird levelling off) nor still clearly accelerating
+    a_q = np.vstack([np.ones(n), tt, 0.5 * tt * tt]).T
+    cq, *_ = np.linalg.lstsq(a_q * w[:, None], h * w, rcond=None)
+    if cq[2] > p.terminal_max_decel_g * G or -cq[2] > p.terminal_max_accel_g * G:
+        return None
+    # perspective: constant metres per second, not constant pixels per frame
+    if rms_m > _line_rms(t, y, tol) + p.terminal_perspective_slack:
+        return None
+    # sideways: steady
+    a_x = np.vstack([tt, np.ones(n)]).T
+    cx, *_ = np.linalg.lstsq(a_x, x, rcond=None)
+    x_res = (x - a_x @ cx) / tol
+    if float(np.sqrt((x_res * x_res).mean())) > p.max_sideways_rms_px:
+        return None
+    vt = speed / p.terminal_speed_share
+    share = p.terminal_speed_share
+    lead_s = vt / G * math.atanh(share)
+    lead_m = vt * vt / (2 * G) * math.log(1.0 / (1.0 - share * share))
+    rel_h = float(coef[0]) + lead_m
+    rel_coord = rel_h / cal.floor_height_m
+    rel_y = cal.row_of_coord(rel_coord)
+    return FallFit(True, "steady_fall", float(t[0]) - lead_s, rel_y, float(cx[1]),
+                   cal.floor_of_coord(rel_coord), 1.0, vt, rms_m, 0.0,
+                   float(cx[0]) / float(ppm.mean()))
 
 
 def _early_acceleration(

@@ -28,6 +28,35 @@ class Track:
     areas: list[float] = field(default_factory=list)
     alarmed: bool = False
     checked_at: int = 0
+    parent: Track | None = None
+    """The earlier fragment of the same fall this track continues (a fall cut in two by a
+    gap, a crossing rain streak or a window of its own brightness), if any."""
+
+    def chain(self) -> tuple[list[int], list[float], list[float], list[float]]:
+        """Sightings of the whole fall: the parent fragments' (oldest first), then this
+        track's."""
+        parts: list[Track] = [self]
+        node = self.parent
+        while node is not None and len(parts) < 16:
+            parts.append(node)
+            node = node.parent
+        frames: list[int] = []
+        xs: list[float] = []
+        ys: list[float] = []
+        areas: list[float] = []
+        for part in reversed(parts):
+            frames += part.frames
+            xs += part.xs
+            ys += part.ys
+            areas += part.areas
+        return frames, xs, ys, areas
+
+    def chain_length(self) -> int:
+        n, node = len(self.frames), self.parent
+        while node is not None:
+            n += len(node.frames)
+            node = node.parent
+        return n
 
     @property
     def last_frame(self) -> int:
@@ -142,6 +171,13 @@ class Tracker:
             ended.extend(t for t in self._tracks[self._max_tracks:] if len(t.frames) > 1)
             self._tracks = self._tracks[: self._max_tracks]
         return ended
+
+    def retire(self, track: Track) -> bool:
+        """Stop tracking ``track`` (a later track was found to continue it)."""
+        if track in self._tracks:
+            self._tracks.remove(track)
+            return True
+        return False
 
     def flush(self) -> list[Track]:
         """End every live track (end of stream)."""

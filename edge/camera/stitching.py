@@ -1,0 +1,97 @@
+"""Stitching fragments of one fall back together.
+
+A falling object's track can be cut: a rain streak crossing it moves its blob's centroid
+out of the tracker's gate, a window of its own brightness hides it for more frames than a
+track survives, two objects passing each other swap blobs. The pieces continue each other:
+the later one starts where the earlier one, carried on at its last velocity (plus up to
+gravity's pull in the gap), would be, and moves on at a speed the earlier one could have
+reached. :class:`FragmentStitcher` remembers recently ended tracks and, when a new track
+has three sightings (enough for a velocity), links it to the fragment it continues, so the
+fall test sees the whole fall.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+from edge.camera.tracking import Track
+
+
+def _end_velocity(tr: Track, k: int = 4) -> tuple[float, float]:
+    j = max(0, len(tr.frames) - k)
+    df = tr.frames[-1] - tr.frames[j]
+    if df <= 0:
+        return 0.0, 0.0
+    return (tr.xs[-1] - tr.xs[j]) / df, (tr.ys[-1] - tr.ys[j]) / df
+
+
+def _start_velocity(tr: Track) -> tuple[float, float]:
+    df = tr.frames[-1] - tr.frames[0]
+    if df <= 0:
+        return 0.0, 0.0
+    return (tr.xs[-1] - tr.xs[0]) / df, (tr.ys[-1] - tr.ys[0]) / df
+
+
+class FragmentStitcher:
+    """Finds, for a young track, the earlier fragment of the same fall (or nothing).
+
+    ``gravity_px(y)``: gravity in pixels per frame squared at image row ``y`` (from the
+    calibration's vertical scale)."""
+
+    def __init__(self, gravity_px: Callable[[float], float], max_gap: int = 10,
+                 min_sightings: int = 3) -> None:
+        self._gravity_px = gravity_px
+        self._max_gap = max_gap
+        self._min = min_sightings
+        self._ended: list[Track] = []
+
+    def remember(self, tracks: Iterable[Track], frame: int) -> None:
+        """Keep ended tracks that a later track may continue; forget old ones."""
+        horizon = frame - self._max_gap - 12
+        self._ended = [t for t in self._ended if t.last_frame >= horizon]
+        self._ended.extend(t for t in tracks
+                           if len(t.frames) >= self._min and t.last_frame >= horizon
+                           and not t.is_static())
+
+    def link(self, young: Track, live: Iterable[Track]) -> Track | None:
+        """The fragment ``young`` continues, among remembered tracks and live tracks that
+        have not been seen since ``young`` began; it is claimed (forgotten here)."""
+        f0 = young.frames[0]
+        best: tuple[float, Track] | None = None
+        candidates = [t for t in live if t is not young and len(t.frames) >= self._min
+                      and t.last_frame < f0]
+        candidates += [t for t in self._ended if t.last_frame < f0]
+        svx, svy = _start_velocity(young)
+        for p in candidates:
+            gap = f0 - p.last_frame
+            if gap > self._max_gap:
+                continue
+            vx, vy = _end_velocity(p)
+            speed = math.hypot(vx, vy)
+            g = self._gravity_px(p.ys[-1])
+            # where the earlier fragment would be, at its last velocity and with up to
+            # full gravity in the gap
+            px = p.xs[-1] + vx * gap
+            py_lo = p.ys[-1] + vy * gap
+            py_hi = py_lo + 0.5 * g * gap * gap
+            slack = 5.0 + 0.3 * speed * gap
+            ex = abs(young.xs[0] - px) / slack
+            ey = max(0.0, py_lo - young.ys[0], young.ys[0] - py_hi) / slack
+            if ex > 1.0 or ey > 1.0:
+                continue
+            # and moving on at a speed it could have reached
+            vslack = 1.5 + 0.3 * speed
+            if (svy < vy - vslack or svy > vy + g * (gap + 2) + vslack
+                    or abs(svx - vx) > vslack or svy < -1.0):
+                continue
+            err = ex + ey + abs(svy - vy) / vslack
+            if best is None or err < best[0]:
+                best = (err, p)
+        if best is None:
+            return None
+        found = best[1]
+        if found in self._ended:
+            self._ended.remove(found)
+        young.parent = found
+        return found
