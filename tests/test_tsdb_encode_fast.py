@@ -45,6 +45,7 @@ VALUE = st.one_of(
     st.floats(min_value=-1e6, max_value=1e6),
     st.floats(),  # NaN, infinities, huge values
     st.integers(-10, 10), st.booleans(), st.sampled_from([0.5, 1.5, 2.5, -0.0, 1e16, 1e-7]),
+    st.sampled_from([2**63, -(2**70)]),  # large ints (the contract is floats; ints work)
 )
 
 

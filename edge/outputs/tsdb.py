@@ -36,7 +36,7 @@ import threading
 import urllib.parse
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -252,7 +252,6 @@ def tag_set(tags: Mapping[str, str | None]) -> str:
 
 _FLOAT, _INT, _BOOL = 0, 1, 2
 _TYPE_CODES = {"float": _FLOAT, "int": _INT, "bool": _BOOL}
-_ONLY_FLOATS = frozenset({float})
 _TEMPLATES_MAX = 4096
 """Field templates kept (one per kind and order of field names; a device sends one order)."""
 
@@ -268,6 +267,22 @@ class _FieldsTemplate:
     text: str
     ints: tuple[int, ...]
     bools: tuple[int, ...]
+    codes: tuple[int, ...]
+    accepted: set[tuple[type, ...]] = field(default_factory=set)
+    """Types of the values (in order) known to fit the template: floats where the field
+    is a float, float, int or bool where it is an int or a bool (learnt as they come)."""
+
+    def fits(self, types: tuple[type, ...]) -> bool:
+        """Whether values of these types format as :meth:`encode_reading` would."""
+        if types in self.accepted:
+            return True
+        ok = all(
+            t is float if code == _FLOAT else t in (float, int, bool)
+            for t, code in zip(types, self.codes, strict=True)
+        )
+        if ok and len(self.accepted) < 64:
+            self.accepted.add(types)
+        return ok
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +291,7 @@ class _DeviceTags:
     floor: int | None
 
 
-_MISSING = _FieldsTemplate("", (), ())
+_MISSING = _FieldsTemplate("", (), (), ())
 """Sentinel: no template built yet for a kind and order of names."""
 
 
@@ -341,8 +356,10 @@ class InfluxTelemetryWriter:
         """The lines of ``readings`` and the readings they stand for (the others are counted).
 
         The same lines as :meth:`encode_reading` one by one, faster: a reading whose values
-        are all finite floats is one %-format of its device's cached measurement-and-tags
-        prefix and its kind's cached field template; anything else takes the careful path.
+        are all finite numbers is one %-format of its device's cached measurement-and-tags
+        prefix and its kind's cached field template (floats where the field is a float;
+        ints or bools may stand for int and bool fields); anything else (a value not finite,
+        of another type, a field the kind does not have) takes the careful path.
         """
         lines: list[str] = []
         kept: list[Reading] = []
@@ -356,8 +373,13 @@ class InfluxTelemetryWriter:
                 template = self._template(reading.kind, tuple(values))
             if template is not None and 0.0 <= ts < math.inf:
                 args = tuple(values.values())
-                total = sum(args) if set(map(type, args)) == _ONLY_FLOATS else math.nan
-                if total - total == 0:  # every value a finite float
+                total = math.nan
+                if template.fits(tuple(map(type, args))):
+                    try:  # noqa: SIM105 (a try costs nothing here, a context manager does)
+                        total = sum(args)
+                    except OverflowError:  # an integer too large for a float
+                        pass
+                if total - total == 0:  # every value finite
                     prefix = prefixes.get((reading.site_id, reading.kind, reading.device_id))
                     if prefix is None:
                         prefix = self._prefix(reading)
@@ -398,7 +420,8 @@ class InfluxTelemetryWriter:
                 else:
                     parts.append(key + "%s")
                     bools.append(i)
-            template = _FieldsTemplate(",".join(parts), tuple(ints), tuple(bools))
+            codes = tuple(fields[name][1] for name in names)
+            template = _FieldsTemplate(",".join(parts), tuple(ints), tuple(bools), codes)
         if len(self._templates) < _TEMPLATES_MAX:
             self._templates[(kind, names)] = template
         return template
