@@ -4,7 +4,8 @@ For every kind, ``--devices`` devices' monitors are built (as the agent builds t
 :func:`edge.detectors.base.build_monitors`) and fed the simulator's healthy telemetry for
 ``--hours`` hours of data time (each device its own model); the bytes ``tracemalloc`` sees
 allocated by the monitors are reported per device right after construction and at each
-checkpoint. Single process, no servers; the telemetry is generated before measuring.
+checkpoint (10 minutes, the end, and ``--at`` minutes). Single process, no servers; the
+telemetry is generated before measuring.
 
     .venv/bin/python bench/bench_detector_memory.py [--devices 20] [--hours 1.0]
 """
@@ -89,9 +90,11 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=20)
     parser.add_argument("--hours", type=float, default=1.0)
     parser.add_argument("--kinds", nargs="*", default=None)
+    parser.add_argument("--at", nargs="*", type=float, default=[],
+                        help="more checkpoints, in minutes of data")
     args = parser.parse_args()
     total = args.hours * 3600.0
-    checkpoints = sorted({min(600.0, total), total})
+    checkpoints = sorted({min(600.0, total), total, *(60.0 * m for m in args.at if m > 0)})
     result = {
         kind: measure(kind, args.devices, checkpoints)
         for kind in (args.kinds or sorted(load_profiles()))
