@@ -52,6 +52,8 @@ def measure(kind: str, n: int, checkpoints: list[float]) -> dict[str, Any]:
         for i in range(n)
     ]
     rows = telemetry(kind, devices, max(checkpoints))
+    import numpy  # noqa: F401  (imported by the first model fit: not per-device state)
+
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
