@@ -92,14 +92,21 @@ class ThrowDetector:
         valid = valid[: height // self.factor, : width // self.factor]
         self.motion = MotionDetector(valid, self.p.motion)
         step_per_frame = self.p.max_fall_speed_mps / fps
+        # the vertical scale of every image row, looked up instead of computed per call
+        ppm_rows = np.asarray(calibration.pixels_per_metre(np.arange(height, dtype=np.float64)),
+                              np.float64).tolist()
+        last_row = height - 1
+
+        def ppm_at(y: float) -> float:
+            return float(ppm_rows[min(max(int(y + 0.5), 0), last_row)])
 
         def max_step(y: float) -> float:
-            return float(calibration.pixels_per_metre(y)) * step_per_frame + 3.0
+            return ppm_at(y) * step_per_frame + 3.0
 
         self.tracker = Tracker(max_step, self.p.max_miss)
 
         def gravity_px(y: float) -> float:
-            return float(calibration.pixels_per_metre(y)) * G / (fps * fps)
+            return ppm_at(y) * G / (fps * fps)
 
         self.stitcher = FragmentStitcher(gravity_px, self.p.stitch_max_gap)
         self.frames_seen = 0
@@ -120,7 +127,7 @@ class ThrowDetector:
         area = blobs.area.astype(np.float64) * (self.factor * self.factor)
         births = self.frames_seen > self.p.warmup_frames and not blobs.disturbed
         ended = self.tracker.update(frame_index, xy, area, allow_births=births)
-        ended += self._stitch()
+        ended += self._stitch(frame_index)
         self.stitcher.remember(ended, frame_index)
         alarms = [a for t in ended if (a := self._judge(t, frame_index, final=True))]
         for tr in self.tracker.live:
@@ -133,18 +140,20 @@ class ThrowDetector:
                     alarms.append(alarm)
         return alarms
 
-    def _stitch(self) -> list[Track]:
+    def _stitch(self, frame_index: int) -> list[Track]:
         """Link each track that just got its third sighting to the fragment it continues;
         a live fragment it continues is ended (and judged on its own) now."""
         live = self.tracker.live
+        young = [t for t in live if len(t.frames) == 3 and t.frames[-1] == frame_index
+                 and t.parent is None]
+        if not young:
+            return []
+        pool = self.stitcher.pool(live, frame_index)
         retired: list[Track] = []
-        for tr in live:
-            if len(tr.frames) != 3 or tr.parent is not None:
-                continue
-            found = self.stitcher.link(tr, live)
+        for tr in young:
+            found = self.stitcher.link(tr, pool)
             if found is not None and self.tracker.retire(found):
                 retired.append(found)
-                live = [t for t in live if t is not found]
         return retired
 
     def finish(self, frame_index: int) -> list[Alarm]:

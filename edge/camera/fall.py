@@ -76,7 +76,7 @@ class FallParams:
     max_mean_gap: float = 1.5
     """Mean frames between sightings: chained rain drops leave gaps, a tracked object few."""
     terminal_min_mps: float = 2.5
-    terminal_max_mps: float = 10.0
+    terminal_max_mps: float = 8.0
     """Steady falls: a dragged object's terminal speed (rain near the lens looks faster)."""
     terminal_min_floors: float = 2.0
     terminal_min_points: int = 15

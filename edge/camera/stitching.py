@@ -54,19 +54,24 @@ class FragmentStitcher:
                            if len(t.frames) >= self._min and t.last_frame >= horizon
                            and not t.is_static())
 
-    def link(self, young: Track, live: Iterable[Track]) -> Track | None:
-        """The fragment ``young`` continues, among remembered tracks and live tracks that
-        have not been seen since ``young`` began; it is claimed (forgotten here)."""
+    def pool(self, live: Iterable[Track], frame: int) -> list[Track]:
+        """The tracks a young track may continue this frame: remembered ones and live ones
+        long enough to have a velocity (pass it to :meth:`link`)."""
+        lo = frame - self._max_gap - 8
+        return [t for t in live if len(t.frames) >= self._min and t.frames[-1] >= lo] + [
+            t for t in self._ended if t.frames[-1] >= lo]
+
+    def link(self, young: Track, pool: list[Track]) -> Track | None:
+        """The fragment ``young`` continues, among ``pool`` (see :meth:`pool`) tracks not
+        seen since ``young`` began; it is claimed (forgotten here, and removed from
+        ``pool``)."""
         f0 = young.frames[0]
         best: tuple[float, Track] | None = None
-        candidates = [t for t in live if t is not young and len(t.frames) >= self._min
-                      and t.last_frame < f0]
-        candidates += [t for t in self._ended if t.last_frame < f0]
+        lo = f0 - self._max_gap
+        candidates = [t for t in pool if lo <= t.frames[-1] < f0 and t is not young]
         svx, svy = _start_velocity(young)
         for p in candidates:
-            gap = f0 - p.last_frame
-            if gap > self._max_gap:
-                continue
+            gap = f0 - p.frames[-1]
             vx, vy = _end_velocity(p)
             speed = math.hypot(vx, vy)
             g = self._gravity_px(p.ys[-1])
@@ -93,5 +98,6 @@ class FragmentStitcher:
         found = best[1]
         if found in self._ended:
             self._ended.remove(found)
+        pool.remove(found)
         young.parent = found
         return found
