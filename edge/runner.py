@@ -9,8 +9,9 @@ self-metrics. One burst goes like this:
 2. validate each; rejections are counted by reason and kept as dead letters; readings go
    to detection, status changes to ``on_status``, device-native events become events;
 3. commit the burst's events to the outbox, critical lane first, in one transaction per lane
-   (``synchronous=FULL``); only then
-4. acknowledge the burst's MQTT messages.
+   (``synchronous=FULL``), and hand the burst's readings to the telemetry writer thread;
+4. acknowledge the burst's MQTT messages once its events are committed and its readings
+   written or spooled.
 
 If the outbox cannot be written (disk full), critical events take the reserve and the
 other events are held in memory: detection goes on (so later critical alarms still get
@@ -18,10 +19,12 @@ through) but nothing is acknowledged until everything is written, so the broker 
 is not yet durable (``Receive Maximum`` bounds how much it sends meanwhile). The health
 endpoint says ``degraded`` until the disk recovers, which the agent notices by itself.
 
-Telemetry outputs get each burst's readings; a failed write is spooled to the outbox's
-bounded ``telemetry`` lane and replayed later with backoff (the outputs themselves never
-retry). The forwarder thread drains the event lanes to the cloud. A clock tick once a second
-lets every monitor notice silence (device offline).
+Telemetry outputs get each burst's readings on their own thread
+(:class:`~edge.outputs.writer_thread.TelemetryWriterThread`: a bounded queue, back-pressure
+rather than drops); a failed write is spooled to the outbox's bounded ``telemetry`` lane and
+replayed later with backoff on that thread (the outputs themselves never retry). The
+forwarder thread drains the event lanes to the cloud. A clock tick once a second lets every
+monitor notice silence (device offline).
 """
 
 from __future__ import annotations
