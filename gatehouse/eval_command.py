@@ -25,6 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     th = sub.add_parser("throwing", help="thrown-object detection over a folder of clips")
     th.add_argument("dir", help="folder of clips (NAME.mp4|NAME.avi beside NAME.json)")
     th.add_argument("--json", action="store_true", help="print one JSON object")
+    th.add_argument("--jobs", type=int, default=1,
+                    help="clips evaluated in parallel (figures are per clip, so identical)")
     th.set_defaults(_eval="edge.camera.evaluation")
 
 

@@ -45,14 +45,17 @@ class FragmentStitcher:
         self._max_gap = max_gap
         self._min = min_sightings
         self._ended: list[Track] = []
+        self._claimed: dict[int, int] = {}
+        """Track id -> its last frame, for fragments already continued (never twice)."""
 
     def remember(self, tracks: Iterable[Track], frame: int) -> None:
         """Keep ended tracks that a later track may continue; forget old ones."""
         horizon = frame - self._max_gap - 12
         self._ended = [t for t in self._ended if t.last_frame >= horizon]
+        self._claimed = {k: f for k, f in self._claimed.items() if f >= horizon}
         self._ended.extend(t for t in tracks
                            if len(t.frames) >= self._min and t.last_frame >= horizon
-                           and not t.is_static())
+                           and t.track_id not in self._claimed and not t.is_static())
 
     def pool(self, live: Iterable[Track], frame: int) -> list[Track]:
         """The tracks a young track may continue this frame: remembered ones and live ones
@@ -79,8 +82,12 @@ class FragmentStitcher:
             # full gravity in the gap
             px = p.xs[-1] + vx * gap
             py_lo = p.ys[-1] + vy * gap
-            py_hi = py_lo + 0.5 * g * gap * gap
-            slack = 5.0 + 0.3 * speed * gap
+            # (the end velocity is a mean over the last sightings: up to 1.5 frames old)
+            py_hi = py_lo + g * gap * (0.5 * gap + 1.5)
+            # a blob partly hidden (by a window of its own brightness, at the edge of a
+            # gap) has its centroid shifted by up to half its length
+            extent = 0.5 * math.sqrt(max(p.areas[-1], young.areas[0]))
+            slack = 5.0 + 0.3 * speed * gap + extent
             ex = abs(young.xs[0] - px) / slack
             ey = max(0.0, py_lo - young.ys[0], young.ys[0] - py_hi) / slack
             if ex > 1.0 or ey > 1.0:
@@ -99,5 +106,6 @@ class FragmentStitcher:
         if found in self._ended:
             self._ended.remove(found)
         pool.remove(found)
+        self._claimed[found.track_id] = found.last_frame
         young.parent = found
         return found
