@@ -126,17 +126,22 @@ class TelemetryWriterThread(Generic[R, E]):
 
     # ----------------------------------------------------------------- internals
 
+    def _alive(self) -> bool:
+        """The thread takes items (a thread killed by something no ``except`` catches does
+        not leave the caller waiting for room forever)."""
+        return self._running and self._thread.is_alive()
+
     def _put(self, readings: list[R] | None, events: list[E] | None) -> int:
         with self._cond:
-            if self._running and len(self._items) >= self._max_items:
+            if self._alive() and len(self._items) >= self._max_items:
                 if self._on_full is not None:
                     self._on_full()
-                while self._running and len(self._items) >= self._max_items:
+                while self._alive() and len(self._items) >= self._max_items:
                     self._cond.wait(0.5)
             if readings is not None:
                 self._submitted += 1
             seq = self._submitted
-            if self._running:
+            if self._alive():
                 self._items.append((seq, readings, events))
                 self._cond.notify_all()
                 return seq
