@@ -39,7 +39,11 @@ at least this long and at least half of the arrays (amortised O(1) per sample)."
 
 class RowBuffer:
     """Rows of ``width`` floats (NaN for missing), stored as float32 offsets from the first
-    finite value of each column; :meth:`matrix` returns them as float64."""
+    finite value of each column; :meth:`matrix` returns them as float64.
+
+    An infinite value that comes before its column's first finite one is kept as missing
+    (NaN); later ones stay infinite. A difference beyond float32's range (3.4e38) becomes
+    infinite."""
 
     __slots__ = ("_data", "_offset", "_pending", "rows", "width")
 
