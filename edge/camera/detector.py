@@ -149,12 +149,8 @@ class ThrowDetector:
         if not young:
             return []
         pool = self.stitcher.pool(live, frame_index)
-        retired: list[Track] = []
-        for tr in young:
-            found = self.stitcher.link(tr, pool)
-            if found is not None and self.tracker.retire(found):
-                retired.append(found)
-        return retired
+        return [found for _tr, found in self.stitcher.link(young, pool)
+                if self.tracker.retire(found)]
 
     def finish(self, frame_index: int) -> list[Alarm]:
         """End of stream: judge every live track."""
@@ -194,36 +190,53 @@ class ThrowDetector:
         return abs(v_seen - v_pred) <= 0.5 + 0.25 * v_pred
 
     def _judge(self, tr: Track, frame_index: int, final: bool) -> Alarm | None:
+        """Alarm if the track is a new fall: its whole chain of fragments first, then the
+        track alone (a wrong link, or a second object that crossed the first one)."""
         if tr.alarmed:
             return None
         own = (tr.frames, tr.xs, tr.ys, tr.areas)
         tries = [tr.chain(), own] if tr.parent is not None else [own]
-        fit: FallFit | None = None
-        chosen = own
+        reason: str | None = None
+        duplicate = own_duplicate = False
+        continues_alarm = False
+        node = tr.parent
+        while node is not None and not continues_alarm:
+            continues_alarm, node = node.alarmed, node.parent
         for pts in tries:
             if len(pts[0]) < self.p.fall.min_points:
                 continue
             t = np.asarray(pts[0], np.float64) / self.fps
             fit = check_fall(t, np.asarray(pts[1]), np.asarray(pts[2]), self.cal,
                              self.p.fall, self.fps)
-            chosen = pts
-            if fit.is_fall:
-                break
-        frames, xs, ys, areas = chosen
-        if fit is None:
-            if final and len(tr.frames) > 1:
-                self.rejections["short"] = self.rejections.get("short", 0) + 1
-            return None
-        if not fit.is_fall:
-            if final:
-                self.rejections[fit.reason] = self.rejections.get(fit.reason, 0) + 1
-            return None
-        tr.alarmed = True
-        release_frame = round(fit.release_t * self.fps)
-        for prev in self._recent:
-            if self._same_object(prev, tr, release_frame, fit.release_x):
+            if not fit.is_fall:
+                reason = reason or fit.reason
+                continue
+            release_frame = round(fit.release_t * self.fps)
+            # when the track continues an alarmed fall, it is another object only if it
+            # was released where it was first seen (two objects that crossed)
+            late = (duplicate or continues_alarm) and (
+                tr.frames[0] / self.fps - fit.release_t > self.p.fall.rest_release_s)
+            if late or any(self._same_object(prev, tr, release_frame, fit.release_x)
+                           for prev in self._recent):
+                duplicate = True
+                own_duplicate = pts is own
+                continue
+            tr.alarmed = True
+            return self._alarm(tr, pts, fit, release_frame, frame_index)
+        if duplicate:
+            # a piece of an alarmed fall; settled once the track alone is one too
+            tr.alarmed = own_duplicate or final
+            if tr.alarmed:
                 self.rejections["duplicate"] = self.rejections.get("duplicate", 0) + 1
-                return None
+        elif final:
+            key = reason or ("short" if len(tr.frames) > 1 else "")
+            if key:
+                self.rejections[key] = self.rejections.get(key, 0) + 1
+        return None
+
+    def _alarm(self, tr: Track, pts: tuple[list[int], list[float], list[float], list[float]],
+               fit: FallFit, release_frame: int, frame_index: int) -> Alarm:
+        frames, xs, ys, areas = pts
         alarm = Alarm(
             frame=frame_index,
             release_frame=release_frame,

@@ -64,48 +64,62 @@ class FragmentStitcher:
         return [t for t in live if len(t.frames) >= self._min and t.frames[-1] >= lo] + [
             t for t in self._ended if t.frames[-1] >= lo]
 
-    def link(self, young: Track, pool: list[Track]) -> Track | None:
-        """The fragment ``young`` continues, among ``pool`` (see :meth:`pool`) tracks not
-        seen since ``young`` began; it is claimed (forgotten here, and removed from
-        ``pool``)."""
-        f0 = young.frames[0]
-        best: tuple[float, Track] | None = None
-        lo = f0 - self._max_gap
-        candidates = [t for t in pool if lo <= t.frames[-1] < f0 and t is not young]
-        svx, svy = _start_velocity(young)
-        for p in candidates:
-            gap = f0 - p.frames[-1]
-            vx, vy = _end_velocity(p)
-            speed = math.hypot(vx, vy)
-            g = self._gravity_px(p.ys[-1])
-            # where the earlier fragment would be, at its last velocity and with up to
-            # full gravity in the gap
-            px = p.xs[-1] + vx * gap
-            py_lo = p.ys[-1] + vy * gap
-            # (the end velocity is a mean over the last sightings: up to 1.5 frames old)
-            py_hi = py_lo + g * gap * (0.5 * gap + 1.5)
-            # a blob partly hidden (by a window of its own brightness, at the edge of a
-            # gap) has its centroid shifted by up to half its length
-            extent = 0.5 * math.sqrt(max(p.areas[-1], young.areas[0]))
-            slack = 5.0 + 0.3 * speed * gap + extent
-            ex = abs(young.xs[0] - px) / slack
-            ey = max(0.0, py_lo - young.ys[0], young.ys[0] - py_hi) / slack
-            if ex > 1.0 or ey > 1.0:
-                continue
-            # and moving on at a speed it could have reached
-            vslack = 1.5 + 0.3 * speed
-            if (svy < vy - vslack or svy > vy + g * (gap + 2) + vslack
-                    or abs(svx - vx) > vslack or svy < -1.0):
-                continue
-            err = ex + ey + abs(svy - vy) / vslack
-            if best is None or err < best[0]:
-                best = (err, p)
-        if best is None:
+    def _error(self, young: Track, p: Track) -> float | None:
+        """How well ``young`` continues fragment ``p`` (lower is better), or None."""
+        gap = young.frames[0] - p.frames[-1]
+        vx, vy = _end_velocity(p)
+        speed = math.hypot(vx, vy)
+        g = self._gravity_px(p.ys[-1])
+        # where the earlier fragment would be, at its last velocity and with up to full
+        # gravity in the gap (the end velocity is a mean over the last sightings: up to
+        # 1.5 frames old)
+        px = p.xs[-1] + vx * gap
+        py_lo = p.ys[-1] + vy * gap
+        py_hi = py_lo + g * gap * (0.5 * gap + 1.5)
+        # a blob partly hidden (by a window of its own brightness, at the edge of a gap)
+        # has its centroid shifted by up to half its length
+        extent = 0.5 * math.sqrt(max(p.areas[-1], young.areas[0]))
+        slack = 5.0 + 0.3 * speed * gap + extent
+        ex = abs(young.xs[0] - px) / slack
+        ey = max(0.0, py_lo - young.ys[0], young.ys[0] - py_hi) / slack
+        if ex > 1.0 or ey > 1.0:
             return None
-        found = best[1]
-        if found in self._ended:
-            self._ended.remove(found)
-        pool.remove(found)
-        self._claimed[found.track_id] = found.last_frame
-        young.parent = found
-        return found
+        # and moving on at a speed it could have reached
+        svx, svy = _start_velocity(young)
+        vslack = 1.5 + 0.3 * speed
+        if (svy < vy - vslack or svy > vy + g * (gap + 2) + vslack
+                or abs(svx - vx) > vslack or svy < -1.0):
+            return None
+        return ex + ey + abs(svy - vy) / vslack
+
+    def link(self, young: list[Track], pool: list[Track]) -> list[tuple[Track, Track]]:
+        """Pair young tracks with the fragments they continue, among ``pool`` (see
+        :meth:`pool`) tracks not seen since the young one began: best pairs first, each
+        fragment continued once and each young track continuing one. Sets ``parent``;
+        returns the (young, fragment) pairs."""
+        pairs: list[tuple[float, int, int]] = []
+        for i, y in enumerate(young):
+            f0 = y.frames[0]
+            lo = f0 - self._max_gap
+            for j, p in enumerate(pool):
+                if p is y or not lo <= p.frames[-1] < f0:
+                    continue
+                err = self._error(y, p)
+                if err is not None:
+                    pairs.append((err, i, j))
+        pairs.sort()
+        done_y: set[int] = set()
+        done_p: set[int] = set()
+        out: list[tuple[Track, Track]] = []
+        for _err, i, j in pairs:
+            if i in done_y or j in done_p:
+                continue
+            done_y.add(i)
+            done_p.add(j)
+            found = pool[j]
+            young[i].parent = found
+            if found in self._ended:
+                self._ended.remove(found)
+            self._claimed[found.track_id] = found.last_frame
+            out.append((young[i], found))
+        return out
