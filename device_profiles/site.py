@@ -129,9 +129,12 @@ class CloudConfig(_Strict):
 
 
 class TsdbConfig(_Strict):
-    """Telemetry database written through influxdb-client (InfluxDB 2/3 or VictoriaMetrics)."""
+    """Telemetry database with InfluxDB's write API (InfluxDB 2/3 or VictoriaMetrics)."""
 
     url: str
+    client: Literal["http", "influxdb-client"] = "http"
+    """How the line protocol is posted: the agent's own HTTP client (default, lean) or
+    influxdb-client (the same requests; about 32 MB more resident memory)."""
     org: str = "gatehouse"
     bucket: str = "telemetry"
     token: str | None = None

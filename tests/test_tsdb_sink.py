@@ -24,11 +24,21 @@ from device_profiles.site import SiteConfig, TsdbConfig
 from edge.outputs.tsdb import (
     InfluxLineSink,
     InfluxTelemetryWriter,
+    LineSink,
     TsdbConfigError,
     TsdbRejected,
     TsdbUnavailable,
 )
+from edge.outputs.tsdb_http import HttpLineSink
 from tests.servers import free_port
+
+SinkClass = type[HttpLineSink] | type[InfluxLineSink]
+
+
+@pytest.fixture(params=["http", "influxdb-client"])
+def Sink(request: pytest.FixtureRequest) -> SinkClass:
+    """Both sinks keep the same contract: the default (httpx) and influxdb-client."""
+    return HttpLineSink if request.param == "http" else InfluxLineSink
 
 
 @dataclass
@@ -94,7 +104,7 @@ def readings(n: int) -> list[Reading]:
     return [Reading("s1", "water_pump", "p1", 100.0 + i, {"current_a": 2.5}) for i in range(n)]
 
 
-def writer(sink: InfluxLineSink, batch_size: int = 5000) -> InfluxTelemetryWriter:
+def writer(sink: LineSink, batch_size: int = 5000) -> InfluxTelemetryWriter:
     site = SiteConfig(site_id="s1")
     return InfluxTelemetryWriter(
         config("http://unused", batch_size=batch_size), site, load_profiles(), sink=sink
@@ -102,9 +112,9 @@ def writer(sink: InfluxLineSink, batch_size: int = 5000) -> InfluxTelemetryWrite
 
 
 def test_writes_are_gzipped_line_protocol_to_api_v2_write_with_the_token(
-    stub: StubDatabase,
+    stub: StubDatabase, Sink: SinkClass
 ) -> None:
-    sink = InfluxLineSink(config(stub.url, token="s3cret"))
+    sink = Sink(config(stub.url, token="s3cret"))
     writer(sink).write(readings(3))
     (req,) = stub.seen
     assert req.path == "/api/v2/write"
@@ -117,43 +127,45 @@ def test_writes_are_gzipped_line_protocol_to_api_v2_write_with_the_token(
     ]
 
 
-def test_compression_can_be_turned_off(stub: StubDatabase) -> None:
-    InfluxLineSink(config(stub.url), gzip_level=0).send(b"m f=1 1", 1)
+def test_compression_can_be_turned_off(stub: StubDatabase, Sink: SinkClass) -> None:
+    Sink(config(stub.url), gzip_level=0).send(b"m f=1 1", 1)
     assert stub.seen[0].headers.get("Content-Encoding") in (None, "identity")
     assert stub.seen[0].lines == ["m f=1 1"]
 
 
 def test_no_token_means_no_authorization_header(
-    stub: StubDatabase, monkeypatch: pytest.MonkeyPatch
+    stub: StubDatabase, monkeypatch: pytest.MonkeyPatch, Sink: SinkClass
 ) -> None:
     monkeypatch.delenv("GATEHOUSE_TSDB_TOKEN", raising=False)
-    InfluxLineSink(config(stub.url)).send(b"m f=1 1", 1)
+    Sink(config(stub.url)).send(b"m f=1 1", 1)
     assert "Authorization" not in stub.seen[0].headers
 
 
-def test_a_short_blip_is_ridden_out_by_retries(stub: StubDatabase) -> None:
+def test_a_short_blip_is_ridden_out_by_retries(stub: StubDatabase, Sink: SinkClass) -> None:
     stub.statuses = [503, 503]
-    InfluxLineSink(config(stub.url), retries=2, backoff_s=0.01).send(b"m f=1 1", 1)
+    Sink(config(stub.url), retries=2, backoff_s=0.01).send(b"m f=1 1", 1)
     assert len(stub.seen) == 3
 
 
-def test_a_longer_outage_raises_unavailable_after_the_retries(stub: StubDatabase) -> None:
+def test_a_longer_outage_raises_unavailable_after_the_retries(
+    stub: StubDatabase, Sink: SinkClass
+) -> None:
     stub.statuses = [503, 503, 503]
-    sink = InfluxLineSink(config(stub.url), retries=1, backoff_s=0.01)
+    sink = Sink(config(stub.url), retries=1, backoff_s=0.01)
     with pytest.raises(TsdbUnavailable):
         sink.send(b"m f=1 1", 1)
     assert len(stub.seen) == 2
 
 
-def test_bad_credentials_spool_rather_than_drop(stub: StubDatabase) -> None:
+def test_bad_credentials_spool_rather_than_drop(stub: StubDatabase, Sink: SinkClass) -> None:
     stub.statuses = [401]
     with pytest.raises(TsdbUnavailable, match="HTTP 401"):
-        InfluxLineSink(config(stub.url), retries=0).send(b"m f=1 1", 1)
+        Sink(config(stub.url), retries=0).send(b"m f=1 1", 1)
 
 
-def test_malformed_data_is_refused_not_retried(stub: StubDatabase) -> None:
+def test_malformed_data_is_refused_not_retried(stub: StubDatabase, Sink: SinkClass) -> None:
     stub.statuses = [400]
-    sink = InfluxLineSink(config(stub.url), retries=2, backoff_s=0.01)
+    sink = Sink(config(stub.url), retries=2, backoff_s=0.01)
     with pytest.raises(TsdbRejected, match="stub says no"):
         sink.send(b"m f=1 1", 1)
     assert len(stub.seen) == 1
@@ -163,39 +175,57 @@ def test_malformed_data_is_refused_not_retried(stub: StubDatabase) -> None:
     assert w.stats()["lines_rejected_by_database"] == 2
 
 
-def test_a_body_too_large_is_split_and_all_lines_arrive(stub: StubDatabase) -> None:
+def test_a_body_too_large_is_split_and_all_lines_arrive(
+    stub: StubDatabase, Sink: SinkClass
+) -> None:
     stub.max_lines = 3
-    w = writer(InfluxLineSink(config(stub.url), retries=0), batch_size=10)
+    w = writer(Sink(config(stub.url), retries=0), batch_size=10)
     w.write(readings(10))
     stored = [line for req in stub.seen if len(req.lines) <= 3 for line in req.lines]
     assert len(stored) == 10
     assert w.stats()["lines_written"] == 10
 
 
-def test_nothing_listening_is_unavailable_with_every_reading_unwritten() -> None:
-    sink = InfluxLineSink(config(f"http://127.0.0.1:{free_port()}"), retries=0, timeout_s=2)
+def test_nothing_listening_is_unavailable_with_every_reading_unwritten(Sink: SinkClass) -> None:
+    sink = Sink(config(f"http://127.0.0.1:{free_port()}"), retries=0, timeout_s=2)
     batch = readings(4)
     with pytest.raises(TsdbUnavailable) as info:
         writer(sink).write(batch)
     assert info.value.unwritten == tuple(batch)
 
 
-def test_bad_sink_options_fail_at_construction() -> None:
+def test_bad_sink_options_fail_at_construction(Sink: SinkClass) -> None:
     with pytest.raises(ValueError, match="timeout_s"):
-        InfluxLineSink(config("http://x"), timeout_s=0)
+        Sink(config("http://x"), timeout_s=0)
     with pytest.raises(ValueError, match="retries"):
-        InfluxLineSink(config("http://x"), retries=-1)
+        Sink(config("http://x"), retries=-1)
     with pytest.raises(ValueError, match="gzip_level"):
-        InfluxLineSink(config("http://x"), gzip_level=10)
+        Sink(config("http://x"), gzip_level=10)
 
 
 @pytest.mark.parametrize("url", ["localhost:8428", "ftp://db:21", "http://", "http://db:port"])
-def test_a_url_that_cannot_work_fails_at_construction(url: str) -> None:
+def test_a_url_that_cannot_work_fails_at_construction(url: str, Sink: SinkClass) -> None:
     with pytest.raises(TsdbConfigError, match=r"tsdb\.url"):
-        InfluxLineSink(config(url))
+        Sink(config(url))
 
 
-def test_an_unreadable_token_file_fails_at_construction_naming_it(tmp_path: Path) -> None:
+def test_an_unreadable_token_file_fails_at_construction_naming_it(
+    tmp_path: Path, Sink: SinkClass
+) -> None:
     missing = tmp_path / "no-such-token"
     with pytest.raises(TsdbConfigError, match="no-such-token"):
-        InfluxLineSink(config("http://db:8428", token_file=str(missing)))
+        Sink(config("http://db:8428", token_file=str(missing)))
+
+
+def test_the_site_file_chooses_the_sink() -> None:
+    site = SiteConfig(site_id="s1")
+    default = InfluxTelemetryWriter(config("http://db:8428"), site, load_profiles())
+    official = InfluxTelemetryWriter(
+        config("http://db:8428", client="influxdb-client"), site, load_profiles()
+    )
+    try:
+        assert type(default._sink) is HttpLineSink
+        assert type(official._sink) is InfluxLineSink
+    finally:
+        default.close()
+        official.close()

@@ -1,8 +1,10 @@
 """Telemetry output: every valid reading into an InfluxDB-compatible time-series database.
 
-The writer turns readings into InfluxDB line protocol and posts them through influxdb-client
-(``/api/v2/write``, gzip, millisecond precision). The same bytes work with InfluxDB 2, InfluxDB 3
-and VictoriaMetrics, which stores ``{measurement}_{field}`` series with the tags as labels.
+The writer turns readings into InfluxDB line protocol and posts them to ``/api/v2/write``
+(gzip, millisecond precision) with httpx (:mod:`edge.outputs.tsdb_http`, the default) or
+through influxdb-client (``tsdb.client: influxdb-client``); the requests are the same. The
+same bytes work with InfluxDB 2, InfluxDB 3 and VictoriaMetrics, which stores
+``{measurement}_{field}`` series with the tags as labels.
 
 The schema it promises (the dashboards in ``dashboards/`` rely on it):
 
@@ -189,6 +191,17 @@ class InfluxLineSink:
         self._client.close()  # type: ignore[no-untyped-call]
 
 
+def default_sink(
+    config: TsdbConfig, *, timeout_s: float, retries: int, gzip_level: int
+) -> LineSink:
+    """The sink ``tsdb.client`` names: httpx (default) or influxdb-client."""
+    if config.client == "influxdb-client":
+        return InfluxLineSink(config, timeout_s=timeout_s, retries=retries, gzip_level=gzip_level)
+    from edge.outputs.tsdb_http import HttpLineSink
+
+    return HttpLineSink(config, timeout_s=timeout_s, retries=retries, gzip_level=gzip_level)
+
+
 def resolve_token(config: TsdbConfig) -> str | None:
     """The database token: ``token_file`` (preferred), ``token``, or ``$GATEHOUSE_TSDB_TOKEN``.
 
@@ -331,9 +344,8 @@ class InfluxTelemetryWriter:
         self._prefixes: dict[tuple[str, str, str], str] = {}
         self._templates: dict[tuple[str, tuple[str, ...]], _FieldsTemplate | None] = {}
         self._sink: LineSink = (
-            sink
-            if sink is not None
-            else InfluxLineSink(config, timeout_s=timeout_s, retries=retries, gzip_level=gzip_level)
+            sink if sink is not None
+            else default_sink(config, timeout_s=timeout_s, retries=retries, gzip_level=gzip_level)
         )
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
