@@ -140,18 +140,34 @@ def test_stitcher_links_a_continuation_and_refuses_rain_and_a_still_lamp() -> No
     after = _track(2, range(126, 129), 500 + 0.2 * 25, before.ys[-1] + end_vy * 6 + 5,
                    0.2, end_vy + 1.5)
     pool = st.pool([after], 128)
-    assert st.link(after, pool) is before
+    assert st.link([after], pool) == [(after, before)]
     assert after.parent is before
     frames, _xs, ys, _ = after.chain()
     assert frames[0] == 100 and frames[-1] == 128 and ys == sorted(ys)
     # a rain streak starting there moves far faster than the fragment could have
     st.remember([_track(3, range(100, 120), 700, 200, 0.0, 3.0)], 128)
     rain = _track(4, range(124, 127), 700, 262, 0.0, 25.0)
-    assert st.link(rain, st.pool([rain], 126)) is None
+    assert st.link([rain], st.pool([rain], 126)) == []
     # a lamp that sat still is not where a falling object starts moving fast
+    # (and a fragment is continued once only)
     st.remember([_track(5, range(100, 120), 900, 300, 0.0, 0.0)], 128)
     drop = _track(6, range(124, 127), 902, 310, 0.0, 9.0)
-    assert st.link(drop, st.pool([drop], 126)) is None
+    assert st.link([drop], st.pool([drop], 126)) == []
+    st.remember([before], 128)  # ended again later: still not continued twice
+    again = _track(7, range(126, 129), after.xs[0], after.ys[0], 0.2, end_vy + 1.5)
+    assert st.link([again], st.pool([again], 128)) == []
+
+
+def test_stitcher_pairs_best_first_when_two_tracks_start_at_once() -> None:
+    # one blob (two objects together) parts in two: the fast piece continues the fall,
+    # the one starting at rest is another object
+    st = FragmentStitcher(lambda y: 9.81 * PPM / FPS**2, max_gap=10)
+    fall = _track(1, range(100, 120), 500, 200, 0.0, 2.0, ay=0.2)
+    vy = 2.0 + 0.2 * 19
+    slow = _track(2, range(121, 124), 500, fall.ys[-1] - 4, 0.0, 0.3)
+    fast = _track(3, range(121, 124), 500, fall.ys[-1] + vy + 2, 0.0, vy + 0.3)
+    pairs = st.link([slow, fast], st.pool([fall, slow, fast], 123))
+    assert pairs == [(fast, fall)]
 
 
 def test_steady_fall_needs_facade_speed_not_pixel_speed() -> None:
