@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python bench/bench_camera.py [--dir CLIPS] [--seconds 20]``
 
 ``--render-independent DIR --clips N --distractor-clips M`` only writes clips of the
-independent renderer (``tests/camera_independent.py``) for ``gatehouse eval throwing``.
+independent renderer (``tests/camera_independent.py``) for ``gatehouse eval throwing``;
+``--merge-evals A.json B.json`` only combines evaluations of disjoint parts of one set.
 
 Without ``--dir`` it renders two clips (one with throws and light distractors, one
 distractor-dense) with the simulator into a temporary folder. For each clip it measures, on
@@ -75,7 +76,7 @@ def _pipeline(path: Path) -> tuple[int, float, int]:
 def _jpeg_pipeline(path: Path, limit: int = 300) -> tuple[int, float]:
     meta = read_meta(sidecar_of(path))
     cap = open_capture(str(path))
-    jpegs = []
+    jpegs: list[bytes] = []
     while len(jpegs) < limit:
         ok, frame = cap.read()  # type: ignore[attr-defined]
         if not ok:
@@ -164,6 +165,55 @@ def render_independent(out: Path, clips: int, seed: int, distractor_clips: int =
     return len(work)
 
 
+def merge_evaluations(paths: list[str]) -> dict[str, Any]:
+    """Combine ``gatehouse eval throwing --json`` outputs of disjoint sets of clips (a set
+    evaluated in parts while the rest was still rendering): counts, hours, frames and CPU
+    time add up; latency comes from the one part that holds throws (refused otherwise)."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    with_throws = [s for s in parts
+                   if sum(r["throws"] for r in s["recall_by_size_all_floors"].values())]
+    if len(with_throws) > 1:
+        raise SystemExit("more than one part holds throws: latency cannot be merged")
+
+    def band(key: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in parts[0][key]:
+            t = sum(s[key][name]["throws"] for s in parts)
+            d = sum(s[key][name]["detected"] for s in parts)
+            out[name] = {"throws": t, "detected": d, "recall": round(d / t, 4) if t else None}
+        return out
+
+    hours = sum(s["camera_hours"] for s in parts)
+    d_hours = sum(s["camera_hours_distractor_only"] for s in parts)
+    fa = sum(s["false_alarms"] for s in parts)
+    fa_d = sum(round((s["false_alarms_per_camera_hour_distractor_only"] or 0)
+                     * s["camera_hours_distractor_only"]) for s in parts)
+    frames = sum(s["frames"] for s in parts)
+    cpu = sum(s["frames"] / s["fps_per_core"] for s in parts if s["fps_per_core"])
+    first = with_throws[0] if with_throws else parts[0]
+    rejected: dict[str, int] = {}
+    for s in parts:
+        for k, v in s["rejected_tracks"].items():
+            rejected[k] = rejected.get(k, 0) + v
+    return {
+        "parts": len(parts), "clips": sum(s["clips"] for s in parts), "frames": frames,
+        "camera_hours": round(hours, 4), "camera_hours_distractor_only": round(d_hours, 4),
+        "renderers": sorted({r for s in parts for r in s["renderers"]}),
+        "recall_by_size": band("recall_by_size"),
+        "recall_by_size_all_floors": band("recall_by_size_all_floors"),
+        "false_alarms": fa,
+        "false_alarms_per_camera_hour": round(fa / hours, 4) if hours else None,
+        "false_alarms_per_camera_hour_distractor_only": round(fa_d / d_hours, 4)
+        if d_hours else None,
+        "false_alarm_list": [a for s in parts for a in s["false_alarm_list"]],
+        "floor_within_one": first["floor_within_one"], "floor_exact": first["floor_exact"],
+        "latency_s": first["latency_s"],
+        "fps_per_core": round(frames / cpu, 1) if cpu else None,
+        "rejected_tracks": dict(sorted(rejected.items())),
+        "errors": [e for s in parts for e in s["errors"]],
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", help="folder of clips (default: render two 1280x720 clips)")
@@ -176,7 +226,13 @@ def main() -> int:
     ap.add_argument("--distractor-seconds", type=float, default=60.0)
     ap.add_argument("--jobs", type=int, default=1, help="render processes")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--merge-evals", nargs="+", metavar="JSON",
+                    help="only combine 'gatehouse eval throwing --json' outputs of disjoint "
+                    "parts of one set and print the result")
     args = ap.parse_args()
+    if args.merge_evals:
+        print(json.dumps(merge_evaluations(args.merge_evals)))
+        return 0
     if args.render_independent:
         n = render_independent(Path(args.render_independent), args.clips, args.seed,
                                args.distractor_clips, args.distractor_seconds, args.jobs)
@@ -187,7 +243,7 @@ def main() -> int:
         folder = Path(args.dir) if args.dir else Path(tmp)
         if not args.dir:
             _render(folder, args.seconds)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for clip in find_clips(folder):
             n_dec, cpu_dec = _decode_only(clip)
             n, cpu, alarms = _pipeline(clip)

@@ -278,10 +278,10 @@ class _Distractors:
                 x0, y0 = round(t.x) - 2 * r, round(t.y) - 2 * r
                 if min(x0, y0) >= 0 and x0 + 4 * r < lay.width and y0 + 4 * r < lay.height:
                     sub = img[y0:y0 + 4 * r, x0:x0 + 4 * r]
-                    blob = np.zeros_like(sub)
-                    cv2.circle(blob, (2 * r, 2 * r), r, (255, 255, 255), -1)
-                    blob = cv2.GaussianBlur(blob, (0, 0), r / 2)
-                    alpha = blob.astype(np.float32) / 255.0 * 0.8
+                    disc = np.zeros_like(sub)
+                    cv2.circle(disc, (2 * r, 2 * r), r, (255, 255, 255), -1)
+                    soft = cv2.GaussianBlur(disc, (0, 0), r / 2)
+                    alpha = soft.astype(np.float32) / 255.0 * 0.8
                     col = np.array(t.colour, np.float32)
                     sub[:] = (sub * (1 - alpha) + col * alpha).astype(np.uint8)
             if t.age < t.life and -80 < t.x < lay.width + 80 and -80 < t.y < lay.height + 80:
