@@ -67,7 +67,9 @@ class DetectorChain:
         """Feed one reading to every monitor."""
         out: list[Finding] = []
         for m in self.monitors:
-            out += m.observe(reading)
+            found = m.observe(reading)
+            if found:
+                out += found
         return self._track(out) if out else out
 
     def tick(self, now: float) -> list[Finding]:

@@ -310,11 +310,14 @@ class Hysteresis:
 class ConditionMonitor:
     """One boolean rule condition with hysteresis, emitting one event type's episodes."""
 
-    __slots__ = ("episode", "gate")
+    __slots__ = ("_shortcut", "episode", "gate")
 
     def __init__(self, event_type: str, gate: Hysteresis) -> None:
         self.episode = Episode(event_type)
         self.gate = gate
+        self._shortcut = gate.raise_level > 0.0
+        """A false condition (score 0) cannot start a raise: while the gate is idle it
+        changes nothing, and :meth:`step` need not call the gate."""
 
     def update(
         self,
@@ -324,7 +327,28 @@ class ConditionMonitor:
         forecast: Forecast | None = None,
     ) -> list[Finding]:
         """Feed the condition's truth at ``ts``; return the transition it causes."""
-        step = self.gate.update(ts, 1.0 if condition else 0.0)
+        step = self.step(ts, condition)
+        if step is None:
+            return []
+        return self.emit(step, ts, evidence, forecast)
+
+    def step(self, ts: float, condition: bool) -> Transition:
+        """Feed the condition's truth at ``ts``; return the gate's transition, without a
+        finding yet: a caller that builds its evidence only when there is a transition
+        calls :meth:`emit` with it (``update`` is ``step`` then ``emit``)."""
+        gate = self.gate
+        if not condition and self._shortcut and not gate._active and gate._above_since is None:
+            return None
+        return gate.update(ts, 1.0 if condition else 0.0)
+
+    def emit(
+        self,
+        step: Transition,
+        ts: float,
+        evidence: dict[str, Any] | None = None,
+        forecast: Forecast | None = None,
+    ) -> list[Finding]:
+        """The finding of a transition returned by :meth:`step`."""
         if step == "raise":
             return self.episode.raise_(ts, evidence, forecast)
         if step == "clear":

@@ -105,6 +105,8 @@ class ElevatorRules(MonitorBase):
         trapped = not moving and not at_landing and not door_open and load > self._passenger_kg
         if not trapped:
             self._stopped_since = None
+            if not self._entrapment.active:
+                return []  # no episode to clear: no evidence to build
             return self._entrapment.clear(ts, {"at_landing": at_landing, "door_open": door_open})
         if self._stopped_since is None:
             self._stopped_since = ts

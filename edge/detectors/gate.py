@@ -92,17 +92,20 @@ class GateRules(MonitorBase):
             self._last_grant = ts
         self._failed.add(ts, denials)
         failed = self._failed.total
-        out += self._brute.update(
-            ts, failed >= self._max_failed,
-            {"failed": failed, "window_s": self._failed.window, "max_failed": self._max_failed},
-        )
+        step = self._brute.step(ts, failed >= self._max_failed)
+        if step is not None:  # evidence built only for a transition
+            out += self._brute.emit(step, ts, {
+                "failed": failed, "window_s": self._failed.window,
+                "max_failed": self._max_failed,
+            })
         self._passages.add(ts, passages)
         self._grants.add(ts, grants)
         excess = self._passages.total - self._grants.total
-        out += self._tail.update(
-            ts, excess >= self._excess,
-            {"passages": self._passages.total, "grants": self._grants.total},
-        )
+        step = self._tail.step(ts, excess >= self._excess)
+        if step is not None:
+            out += self._tail.emit(
+                step, ts, {"passages": self._passages.total, "grants": self._grants.total}
+            )
         door_open = v.get("door_open", 0.0) > 0.5
         if door_open and not self._door_was_open:
             self._opened_at = ts - v.get("door_open_s", 0.0)

@@ -57,7 +57,7 @@ class OutOfRange(MonitorBase):
 
     def observe(self, reading: Reading) -> list[Finding]:
         values = reading.values
-        out: dict[str, Any] = {}
+        out: dict[str, Any] | None = None
         inside_clear = True
         for name, lo, hi, clo, chi in self._bounds:
             v = values.get(name)
@@ -65,6 +65,8 @@ class OutOfRange(MonitorBase):
                 continue
             inside_clear = False
             if v < lo or v > hi:
+                if out is None:
+                    out = {}
                 out[name] = {"value": v, "warn_low": lo, "warn_high": hi}
         if out:
             self._dirty = True
@@ -125,7 +127,10 @@ class StuckSensor(MonitorBase):
         last, run, tol, ignore, window = (
             self._last, self._run, self._tol, self._ignore, self._window
         )
-        for i, name in enumerate(self._fields):
+        stuck = self._stuck
+        i = -1
+        for name in self._fields:
+            i += 1
             v = values.get(name)
             if v is None:
                 continue
@@ -133,21 +138,25 @@ class StuckSensor(MonitorBase):
             last[i] = v
             if prev is None or abs(v - prev) > tol or v == ignore:
                 run[i] = 1
-                if self._stuck:
-                    self._stuck &= ~(1 << i)
+                if stuck:
+                    stuck &= ~(1 << i)
                 continue
             n = run[i] + 1
             run[i] = n
             if n >= window:
-                self._stuck |= 1 << i
-        if self._stuck:
-            stuck = {
+                stuck |= 1 << i
+        self._stuck = stuck
+        episode = self._episode
+        if stuck:
+            if episode.active:
+                return []
+            fields = {
                 name: {"value": last[i], "samples": run[i]}
-                for i, name in enumerate(self._fields) if self._stuck >> i & 1
+                for i, name in enumerate(self._fields) if stuck >> i & 1
             }
-            return self._episode.raise_(reading.ts, {"fields": stuck})
-        if self._episode.active:
-            return self._episode.clear(reading.ts)
+            return episode.raise_(reading.ts, {"fields": fields})
+        if episode.active:
+            return episode.clear(reading.ts)
         return []
 
 
@@ -185,8 +194,14 @@ class Offline(MonitorBase):
         self._fresh = True
 
     def observe(self, reading: Reading) -> list[Finding]:
-        self._saw(reading.ts)
-        return self._episode.clear(reading.ts)
+        ts = reading.ts  # _saw, inlined: this runs for every reading
+        last = self._last
+        if last is None or ts > last:
+            self._last = ts
+        self._fresh = True
+        if not self._episode.active:
+            return []
+        return self._episode.clear(ts)
 
     def tick(self, now: float) -> list[Finding]:
         if self._last is None:
@@ -218,7 +233,7 @@ class RateOfChange(MonitorBase):
     episode clears after ``clear_after_s`` (default 60 s) without a violation.
     """
 
-    __slots__ = ("_limits", "_max_gap", "_prev", "_rule")
+    __slots__ = ("_limits", "_max_gap", "_prev_ts", "_prev_v", "_rule")
 
     def __init__(self, spec: DetectorSpec, profile: DeviceProfile, device: DeviceConfig) -> None:
         p = Params(spec)
@@ -231,27 +246,39 @@ class RateOfChange(MonitorBase):
             p, event_type(profile, spec, "sudden_change"), clear_after_s=60.0
         )
         p.done()
-        self._prev: list[tuple[float, float] | None] = [None] * len(self._limits)
-        """Each limited field's last ``(ts, value)``, by position in ``_limits``."""
+        self._prev_ts: list[float | None] = [None] * len(self._limits)
+        """Each limited field's last timestamp, by position in ``_limits``."""
+        self._prev_v = [0.0] * len(self._limits)
+        """Each limited field's last value (meaningful once its timestamp is set)."""
 
     def observe(self, reading: Reading) -> list[Finding]:
         ts = reading.ts
-        hits: dict[str, Any] = {}
+        values = reading.values
+        prev_ts, prev_v, max_gap = self._prev_ts, self._prev_v, self._max_gap
+        hits: dict[str, Any] | None = None
         for i, (name, limit) in enumerate(self._limits):
-            v = reading.values.get(name)
+            v = values.get(name)
             if v is None:
                 continue
-            prev = self._prev[i]
-            self._prev[i] = (ts, v)
-            if prev is None:
+            t0 = prev_ts[i]
+            v0 = prev_v[i]
+            prev_ts[i] = ts
+            prev_v[i] = v
+            if t0 is None:
                 continue
-            dt = ts - prev[0]
-            if dt <= 0 or dt > self._max_gap:
+            dt = ts - t0
+            if dt <= 0 or dt > max_gap:
                 continue
-            rate = abs(v - prev[1]) / dt
+            rate = abs(v - v0) / dt
             if rate > limit:
-                hits[name] = {"from": prev[1], "to": v, "rate_per_s": rate, "limit": limit}
-        return self._rule.update(ts, bool(hits), {"fields": hits} if hits else None)
+                if hits is None:
+                    hits = {}
+                hits[name] = {"from": v0, "to": v, "rate_per_s": rate, "limit": limit}
+        rule = self._rule
+        step = rule.step(ts, hits is not None)
+        if step is None:
+            return []
+        return rule.emit(step, ts, {"fields": hits} if hits else None)
 
 
 register("out_of_range")(OutOfRange)

@@ -75,6 +75,7 @@ class MeterBaseline(MonitorBase):
     __slots__ = (
         "_cap",
         "_day",
+        "_dt",
         "_factor",
         "_field",
         "_last_ts",
@@ -84,6 +85,7 @@ class MeterBaseline(MonitorBase):
         "_rule",
         "_smooth",
         "_smoothed",
+        "_w",
         "_week",
     )
 
@@ -109,6 +111,9 @@ class MeterBaseline(MonitorBase):
         """Hour-of-day slots, weekdays then weekend days; their periods are days."""
         self._smoothed: float | None = None
         self._last_ts: float | None = None
+        self._dt = math.nan
+        """The last gap between samples, and the smoothing weight ``_w`` it gives."""
+        self._w = 0.0
 
     @staticmethod
     def _day_slot(slot: int, day: int) -> int:
@@ -132,11 +137,14 @@ class MeterBaseline(MonitorBase):
             self._smoothed = power
         else:
             dt = max(ts - self._last_ts, 0.0)
-            w = 1.0 - math.exp(-dt / self._smooth)
-            self._smoothed += w * (power - self._smoothed)
+            if dt != self._dt:  # a steady sampling period needs one exp, not one a sample
+                self._dt = dt
+                self._w = 1.0 - math.exp(-dt / self._smooth)
+            self._smoothed += self._w * (power - self._smoothed)
         self._last_ts = ts
-        slot = hour_of_week(ts, self._offset)
-        day = local_day(ts, self._offset)
+        hours = ts / 3600.0 + self._offset  # hour_of_week and local_day, computed once
+        slot = (math.floor(hours) + _EPOCH_WEEKDAY_SHIFT_H) % _WEEK_H
+        day = math.floor(hours / 24.0)
         base = self._baseline(slot, day)
         out: list[Finding] = []
         high = False
@@ -144,11 +152,13 @@ class MeterBaseline(MonitorBase):
             level = self._smoothed
             spike = level > self._factor * base and level - base >= self._min_excess
             high = power > self._factor * base and power - base >= self._min_excess
-            evidence: dict[str, Any] = {
-                "power_kw": power, "smoothed_kw": level, "baseline_kw": base,
-                "factor": self._factor, "hour_of_week": slot,
-            }
-            out = self._rule.update(ts, spike, evidence)
+            step = self._rule.step(ts, spike)
+            if step is not None:
+                evidence: dict[str, Any] = {
+                    "power_kw": power, "smoothed_kw": level, "baseline_kw": base,
+                    "factor": self._factor, "hour_of_week": slot,
+                }
+                out = self._rule.emit(step, ts, evidence)
         if not high and not self._rule.episode.active:
             self._week.add(slot, power, day // 7)
             self._day.add(self._day_slot(slot, day), power, day)
@@ -368,24 +378,34 @@ class MeterPowerQuality(MonitorBase):
         v = reading.values
         ts = reading.ts
         out: list[Finding] = []
-        volts = [v[n] for n in self._VOLTS if n in v]
-        if volts:
-            low = min(volts)
+        v1, v2, v3 = v.get("voltage_l1_v"), v.get("voltage_l2_v"), v.get("voltage_l3_v")
+        if v1 is not None and v2 is not None and v3 is not None:
+            low: float | None = min(v1, v2, v3)
+        else:
+            volts = [x for x in (v1, v2, v3) if x is not None]
+            low = min(volts) if volts else None
+        if low is not None:
             sag = low < self._sag * self._nominal
             recovered = low >= (self._sag + 0.02) * self._nominal
-            if sag or recovered or not self._sag_rule.episode.active:
-                out += self._sag_rule.update(
-                    ts, sag, {"min_voltage_v": low, "limit_v": self._sag * self._nominal}
-                )
-        amps = [v[n] for n in self._AMPS if n in v]
-        if len(amps) == 3:
-            mean = sum(amps) / 3.0
+            rule = self._sag_rule
+            if sag or recovered or not rule.episode.active:
+                step = rule.step(ts, sag)
+                if step is not None:
+                    out += rule.emit(
+                        step, ts, {"min_voltage_v": low, "limit_v": self._sag * self._nominal}
+                    )
+        a1, a2, a3 = v.get("current_l1_a"), v.get("current_l2_a"), v.get("current_l3_a")
+        if a1 is not None and a2 is not None and a3 is not None:
+            mean = (a1 + a2 + a3) / 3.0
             if mean >= self._min_current:
-                ratio = max(abs(a - mean) for a in amps) / mean
-                out += self._imb_rule.update(
-                    ts, ratio > self._imbalance,
-                    {"currents_a": amps, "imbalance": ratio, "limit": self._imbalance},
-                )
+                ratio = max(abs(a1 - mean), abs(a2 - mean), abs(a3 - mean)) / mean
+                step = self._imb_rule.step(ts, ratio > self._imbalance)
+                if step is not None:
+                    out += self._imb_rule.emit(
+                        step, ts,
+                        {"currents_a": [a1, a2, a3], "imbalance": ratio,
+                         "limit": self._imbalance},
+                    )
         return out
 
 

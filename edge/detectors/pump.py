@@ -199,17 +199,11 @@ class PumpRules(MonitorBase):
         ref_i, ref_vib, ref_p = self._current.value, self._vib.value, self._pressure.value
         ref_f = self._flow.value if self._flow.n else None
         spinning = vib > self._spin_ratio * ref_vib
-        evidence: dict[str, Any] = {
-            "current_a": current, "vibration": vib, "pressure_bar": pressure, "flow_lpm": flow,
-            "normal": {"current_a": ref_i, "vibration": ref_vib, "pressure_bar": ref_p,
-                       "flow_lpm": ref_f},
-        }
         low_flow = (
             flow < self._dry_flow * ref_f if flow is not None and ref_f
             else pressure < self._dry_flow * ref_p
         )
         dry = spinning and current < self._dry_current * ref_i and low_flow
-        out += self._dry.update(ts, dry, evidence)
         drop = pressure < self._cav_drop * ref_p and (
             flow is None or not ref_f or flow < self._cav_drop * ref_f
         )
@@ -217,8 +211,24 @@ class PumpRules(MonitorBase):
             running and current >= self._cav_current * ref_i
             and vib >= self._cav_vib * ref_vib and drop
         )
-        out += self._cav.update(ts, cav, evidence)
-        out += self._leak_step(ts, running or spinning, pressure)
+        dry_step = self._dry.step(ts, dry)
+        cav_step = self._cav.step(ts, cav)
+        if dry_step is not None or cav_step is not None:
+            # built only for a transition (a dict per reading was most of this rule's cost)
+            evidence: dict[str, Any] = {
+                "current_a": current, "vibration": vib, "pressure_bar": pressure,
+                "flow_lpm": flow,
+                "normal": {"current_a": ref_i, "vibration": ref_vib, "pressure_bar": ref_p,
+                           "flow_lpm": ref_f},
+            }
+            if dry_step is not None:
+                out += self._dry.emit(dry_step, ts, evidence)
+            if cav_step is not None:
+                out += self._cav.emit(cav_step, ts, evidence)
+        if running or spinning:
+            self._idle = None  # what _leak_step does for a driven pump, without the call
+        else:
+            out += self._leak_step(ts, False, pressure)
         quiet = not (self._dry.episode.active or self._cav.episode.active or dry or cav)
         if running and quiet:
             self._learn(current, vib, pressure, flow)
