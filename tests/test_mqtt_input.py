@@ -13,6 +13,7 @@ import pytest
 from device_profiles.site import MqttConfig
 from edge.metrics import Metrics
 from edge.mqtt_input import InboundMessage, MqttInput
+from tests.estate_stack import wait_until as shared_wait_until
 from tests.servers import Mosquitto
 from tests.servers_edge import Publisher
 
@@ -20,12 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def wait_until(cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
+    shared_wait_until(cond, timeout, "the MQTT input", interval=0.02)
 
 
 class Collector:

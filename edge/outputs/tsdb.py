@@ -120,13 +120,7 @@ class InfluxLineSink:
         gzip_level: int = 1,
         token: str | None = None,
     ) -> None:
-        check_url(config.url)
-        if not 0 <= gzip_level <= 9:
-            raise ValueError(f"gzip_level must be 0 (off) to 9, got {gzip_level}")
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
-        if retries < 0:
-            raise ValueError(f"retries must not be negative, got {retries}")
+        check_sink_options(config, timeout_s=timeout_s, retries=retries, gzip_level=gzip_level)
         from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.service.write_service import WriteService
         from urllib3.util import Retry
@@ -215,6 +209,19 @@ def resolve_token(config: TsdbConfig) -> str | None:
                 f"tsdb.token_file {config.token_file}: {exc.strerror or exc}"
             ) from exc
     return config.token or os.environ.get(TOKEN_ENV)
+
+
+def check_sink_options(
+    config: TsdbConfig, *, timeout_s: float, retries: int, gzip_level: int
+) -> None:
+    """What every line sink refuses at construction: a bad URL, timeout, retries or level."""
+    check_url(config.url)
+    if not 0 <= gzip_level <= 9:
+        raise ValueError(f"gzip_level must be 0 (off) to 9, got {gzip_level}")
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    if retries < 0:
+        raise ValueError(f"retries must not be negative, got {retries}")
 
 
 def check_url(url: str) -> str:

@@ -19,7 +19,7 @@ from edge.outputs.tsdb import (
     TsdbBodyTooLarge,
     TsdbRejected,
     TsdbUnavailable,
-    check_url,
+    check_sink_options,
     resolve_token,
 )
 
@@ -47,13 +47,7 @@ class HttpLineSink:
         gzip_level: int = 1,
         token: str | None = None,
     ) -> None:
-        check_url(config.url)
-        if not 0 <= gzip_level <= 9:
-            raise ValueError(f"gzip_level must be 0 (off) to 9, got {gzip_level}")
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
-        if retries < 0:
-            raise ValueError(f"retries must not be negative, got {retries}")
+        check_sink_options(config, timeout_s=timeout_s, retries=retries, gzip_level=gzip_level)
         self._url = config.url.rstrip("/") + "/api/v2/write"
         self._base = config.url
         self._params = {"org": config.org, "bucket": config.bucket, "precision": "ms"}
