@@ -53,6 +53,7 @@ from edge.datalock import DataDirLock
 from edge.deadletter import DeadLetters
 from edge.detection import DEFAULT_CONFIRM_PERIODS, Detection, MonitorsFactory
 from edge.detectors.base import build_monitors
+from edge.detectors.compact import spill_warmup_rows_to, stop_spilling_to
 from edge.diskguard import DiskGuard, statvfs_free
 from edge.events import outbox_entry
 from edge.forwarder import Forwarder
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "outbox.db"
 DEADLETTER_FILE = "deadletters.db"
+WARMUP_DIR = "warmup"
+"""Learned models' warm-up rows, on disk rather than in memory until each model is fitted."""
 
 
 class MessageSource(Protocol):
@@ -178,6 +181,8 @@ class Agent:
             low_water_bytes=opts.low_water_bytes, free_bytes=free_bytes,
         )
         self.guard.ensure_reserve()
+        self._warmup_dir = self.data_dir / WARMUP_DIR
+        spill_warmup_rows_to(self._warmup_dir)
         self.validator = Validator(site, self.profiles, max_payload=opts.max_payload, clock=clock)
         self.detection = Detection(
             site, self.profiles, monitor_factory=monitor_factory, metrics=self.metrics,
@@ -320,6 +325,7 @@ class Agent:
             self.outbox.checkpoint()
         self.outbox.close()
         self.deadletters.close()
+        stop_spilling_to(self._warmup_dir)
         self._lock_file.release()
 
     @property

@@ -23,14 +23,53 @@ Python, where ``array`` returns plain floats and costs less per access than nump
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import logging
 import math
+import os
 from array import array
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+SPILL_ROWS = 256
+"""With a spill folder set, a warm-up buffer keeps at most this many rows in memory."""
+_spill_dir: Path | None = None
+_spill_names = itertools.count()
+
+
+def spill_warmup_rows_to(folder: Path | None) -> None:
+    """Keep learned models' warm-up rows in files under ``folder`` instead of in memory.
+
+    The edge agent sets its data folder's ``warmup/``: on a large estate the pumps' warm-up
+    rows (84 KiB per pump until its model is fitted, an hour of running) would otherwise grow
+    the agent's memory for hours; on disk they cost a write of 6 KiB per pump every few
+    minutes and are read back once, at the fit. Files left by an earlier run (its models
+    start their warm-up again) are removed. ``None`` keeps everything in memory (the
+    default: ``gatehouse detect``, the evaluations, the tests). If a file cannot be written
+    (disk full) the rows simply stay in memory.
+    """
+    global _spill_dir
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("warmup-*.f32"):
+            stale.unlink(missing_ok=True)
+    _spill_dir = folder
+
+
+def stop_spilling_to(folder: Path) -> None:
+    """Back to in-memory warm-up rows, if ``folder`` is where they were going (agent stop)."""
+    global _spill_dir
+    if _spill_dir == folder:
+        _spill_dir = None
+
 
 COMPACT_AT = 32
 """A sliding window kept in arrays with a moving start drops its expired prefix once it is
@@ -43,9 +82,12 @@ class RowBuffer:
 
     An infinite value that comes before its column's first finite one is kept as missing
     (NaN); later ones stay infinite. A difference beyond float32's range (3.4e38) becomes
-    infinite."""
+    infinite.
 
-    __slots__ = ("_data", "_offset", "_pending", "rows", "width")
+    With :func:`spill_warmup_rows_to` set, every :data:`SPILL_ROWS` rows go to a file of
+    their own (raw float32, appended), which :meth:`clear` or the buffer's end removes."""
+
+    __slots__ = ("_data", "_file", "_offset", "_pending", "_spilled", "rows", "width")
 
     def __init__(self, width: int) -> None:
         if width < 1:
@@ -56,6 +98,9 @@ class RowBuffer:
         self._offset = [math.nan] * width
         self._pending = width
         """Columns without a finite value yet (their offset is still NaN)."""
+        self._file: Path | None = None
+        self._spilled = 0
+        """Values written to ``_file`` (they come before those in ``_data``)."""
 
     def append(self, row: Sequence[float]) -> None:
         """Add one row (``width`` values; NaN for a missing one)."""
@@ -67,25 +112,60 @@ class RowBuffer:
                     self._pending -= 1
         self._data.extend([v - o for v, o in zip(row, off, strict=True)])
         self.rows += 1
+        if _spill_dir is not None and len(self._data) >= SPILL_ROWS * self.width:
+            self._spill(_spill_dir)
+
+    def _spill(self, folder: Path) -> None:
+        path = self._file or folder / f"warmup-{os.getpid()}-{next(_spill_names)}.f32"
+        try:
+            with open(path, "ab") as out:
+                self._data.tofile(out)
+        except OSError as exc:  # disk full, folder gone: keep the rows in memory
+            log.debug("warm-up rows stay in memory: %s", exc)
+            with contextlib.suppress(OSError):  # cut a partial write off
+                os.truncate(path, self._spilled * self._data.itemsize)
+            return
+        self._file = path
+        self._spilled += len(self._data)
+        self._data = array("f")
 
     def matrix(self) -> npt.NDArray[np.float64]:
         """All rows as a ``(rows, width)`` float64 matrix."""
         import numpy as np
 
-        data = np.frombuffer(self._data, dtype=np.float32).astype(np.float64)
+        data = np.frombuffer(self._data, dtype=np.float32)
+        if self._file is not None:
+            try:
+                spilled = np.fromfile(self._file, dtype=np.float32, count=self._spilled)
+            except OSError as exc:  # the data folder was wiped: learn from what is left
+                log.warning("warm-up rows in %s lost (%s); fitting on the rest", self._file, exc)
+                spilled = np.empty(0, dtype=np.float32)
+            data = np.concatenate([spilled[: len(spilled) - len(spilled) % self.width], data])
+        data = data.astype(np.float64)
         offset = np.nan_to_num(np.asarray(self._offset, dtype=np.float64), nan=0.0)
-        return data.reshape(self.rows, self.width) + offset
+        return data.reshape(len(data) // self.width, self.width) + offset
 
     def clear(self) -> None:
-        """Forget every row (and release the memory)."""
+        """Forget every row (and release the memory and the spill file)."""
+        self._drop_file()
         self._data = array("f")
         self._offset = [math.nan] * self.width
         self._pending = self.width
         self.rows = 0
 
     def nbytes(self) -> int:
-        """Bytes held by the stored values (without the array's spare capacity)."""
+        """Bytes held in memory by the stored values (without the array's spare capacity)."""
         return self._data.itemsize * len(self._data)
+
+    def _drop_file(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.unlink(missing_ok=True)
+            self._file = None
+            self._spilled = 0
+
+    def __del__(self) -> None:
+        self._drop_file()
 
 
 class SlotMeans:
