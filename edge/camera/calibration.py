@@ -201,6 +201,17 @@ class Calibration:
         left[bad], right[bad] = np.nan, np.nan
         return left, right
 
+    def roof_coord(self) -> float | None:
+        """Floor coordinate of the roof: the top of the facade polygon. None without a
+        facade, or when the facade reaches the top of the image (the roof is out of view,
+        so any height up there is possible)."""
+        if self.facade is None:
+            return None
+        top = min(p[1] for p in self.facade)
+        if top <= 1.0:
+            return None
+        return float(self.floor_coord(top))
+
     def window_column(self, x: float) -> int | None:
         """Index (0 = leftmost) of the window column holding ``x``, if columns are set."""
         if not self.window_columns:

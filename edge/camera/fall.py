@@ -94,6 +94,11 @@ class FallParams:
     terminal_speed_share: float = 0.9
     """Back-tracing a steady fall assumes it was first seen at this share of its terminal
     speed."""
+    max_release_above_roof_floors: float = 1.0
+    """A fall back-traced to a release more than this many storeys above the roof (the top
+    of the facade polygon) started nowhere: dense rain, streaks at several depths chained
+    into one track whose speed grows from streak to streak, fits a fall released high above
+    the building. The margin covers the back-tracing error (within one floor)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +143,35 @@ def check_fall(
 ) -> FallFit:
     """Decide whether the track (times in s, full-resolution pixel positions) is a fall."""
     p = params or FallParams()
+    fit = _check_fall(t, x, y, cal, p, fps)
+    if not fit.is_fall:
+        return fit
+    if _above_roof(fit, cal, p):
+        return _with(fit, False, "above_roof")
+    if (fit.reason == "fall" and fit.g_factor >= float(_G_FACTORS[-1]) - 1e-9
+            and float(np.diff(t).max()) * fps > 1.5):
+        # the strongest gravity of the grid on a track with missed frames: either a real
+        # fall (storey height underestimated) or streaks of rain at several depths chained
+        # with a stray first blob whose jump to the next one makes the "acceleration".
+        # A real fall is still one without its first sighting.
+        rest = _check_fall(t[1:], x[1:], y[1:], cal, p, fps)
+        if not rest.is_fall or _above_roof(rest, cal, p):
+            return _with(fit, False, "edge_fit")
+    return fit
+
+
+def _above_roof(fit: FallFit, cal: Calibration, p: FallParams) -> bool:
+    """Whether the back-traced release is more than the margin above the roof."""
+    roof = cal.roof_coord()
+    if roof is None:
+        return False
+    rel_coord = float(cal.floor_coord(fit.release_y))
+    return rel_coord > roof + p.max_release_above_roof_floors
+
+
+def _check_fall(
+    t: FloatArray, x: FloatArray, y: FloatArray, cal: Calibration, p: FallParams, fps: float,
+) -> FallFit:
     n = len(t)
     if n < p.min_points:
         return FallFit(False, "short")
