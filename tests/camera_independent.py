@@ -106,12 +106,14 @@ class _Distractors:
     """Every distractor of one clip and its state; ``draw`` is called once per frame."""
 
     def __init__(self, lay: _Layout, kinds: tuple[str, ...], rng: np.random.Generator,
-                 fps: int, frames: int, night: bool) -> None:
+                 fps: int, frames: int, night: bool, rain_rate: float | None = None) -> None:
         self.lay, self.on, self.rng, self.fps, self.night = lay, set(kinds), rng, fps, night
         self.things: list[_Thing] = []
         self.distance_m = float(rng.uniform(15.0, 22.0))
         self.focal_px = lay.ppm * self.distance_m
         self.rain_rate = float(rng.uniform(2.0, 12.0))  # new visible drops per frame
+        if rain_rate is not None:  # drawn all the same: the clip's other draws are unchanged
+            self.rain_rate = rain_rate
         self.wind = float(rng.uniform(-0.35, 0.35))
         self.lit: dict[int, tuple[int, int, int]] = {}
         self.switches = sorted((int(f), int(rng.integers(len(lay.windows))))
@@ -357,12 +359,16 @@ def independent_clip(
     out: Path, name: str, seed: int, throws: list[dict[str, float]], seconds: float = 9.0,
     width: int = 960, height: int = 540, fps: int = 25, rain: bool = True, night: bool = False,
     distractors: tuple[str, ...] = (), floors: int = 7, floor_px: int = 64, margin: int = 120,
+    rain_rate: float | None = None, until_s: float | None = None,
 ) -> Path:
     """Render one clip; return the video path (the sidecar is beside it).
 
     ``throws``: dicts with floor, x (px), t (s), side (px), drag (1/s, linear), vx (m/s).
     ``rain`` draws the original light set (dashes, one bird, one blinking window) when
-    ``distractors`` is empty; ``distractors`` picks from :data:`DISTRACTORS` instead."""
+    ``distractors`` is empty; ``distractors`` picks from :data:`DISTRACTORS` instead.
+    ``rain_rate`` fixes the new visible drops per frame (else drawn from 2 to 12).
+    ``until_s`` writes only the first seconds of the clip (the same frames as the whole
+    ``seconds`` clip: its random draws depend on its length)."""
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     lay = _layout(width, height, floors, floor_px, margin)
@@ -375,12 +381,13 @@ def independent_clip(
                      "colour": tuple(int(c) for c in (rng.integers(150, 230, 3) if night
                                                       else rng.integers(0, 60, 3)))})
     n = int(seconds * fps)
+    written = n if until_s is None else min(n, int(until_s * fps))
     path = out / f"{name}.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
     assert writer.isOpened()
     legacy = not distractors
     extras = _Distractors(lay, distractors, np.random.default_rng(seed + 104729), fps, n,
-                          night) if distractors else None
+                          night, rain_rate) if distractors else None
     blink = (lay.left + 40 + 110 * 3, lay.lines[min(4, floors)] + 14)
     dashes = rng.uniform(0, 1, (60, 2)) * (width, height)
     bird = [-20.0, 180.0]
@@ -390,7 +397,7 @@ def independent_clip(
              noise_rng.integers(0, 8, (height + 32, width + 32, 3), dtype=np.uint8))
             for _ in range(4)] if not legacy else []
     try:
-        for i in range(n):
+        for i in range(written):
             base = bg.copy()
             if extras is not None:
                 extras.background_changes(base, i)
@@ -454,7 +461,7 @@ def independent_clip(
         writer.release()
     meta_throws = []
     for o in objs:
-        meta_throws.append(Throw(round(o["t"] * fps), o["end"] if o["end"] >= 0 else n - 1,
+        meta_throws.append(Throw(round(o["t"] * fps), o["end"] if o["end"] >= 0 else written - 1,
                                  int(o["floor"]), float(o["x"]), float(o["side"] ** 2)))
     g = lay.ground
     cal = Calibration.from_dict({

@@ -8,10 +8,15 @@ distractor set (indep_distractors_013 and _040, seed 7), recorded from the detec
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from edge.camera.calibration import Calibration
-from edge.camera.fall import FallParams, G, _check_fall, check_fall, fall_drop
+from edge.camera.fall import FallFit, FallParams, G, _check_fall, check_fall, fall_drop
+from tests.camera_independent import DISTRACTORS as INDEPENDENT_DISTRACTORS
+from tests.camera_independent import independent_clip
 
 FPS = 25.0
 
@@ -103,3 +108,30 @@ def test_roof_is_unknown_without_a_facade_or_when_it_leaves_the_image() -> None:
     t, x, y = _fall_track(cut_top, 4.5, G, 0.9, 1.6)
     assert check_fall(t, x, y, cut_top, fps=FPS).is_fall
     assert not check_fall(t, x, y, cut, fps=FPS).is_fall
+
+
+def test_dense_rain_clip_that_used_to_alarm_raises_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # indep_distractors_025 of the one-hour set (bench_camera.py --render-independent,
+    # seed 7): 5 floors, night, every distractor kind; its first 24 s hold the false alarm
+    # (frame 574, "floor 9" of a 5-floor building)
+    from edge.camera import detector
+    from edge.camera.clip import read_meta
+    from edge.camera.video import detect_clip
+
+    video = independent_clip(tmp_path, "rain_025", 7525, [], seconds=60.0,
+                             distractors=INDEPENDENT_DISTRACTORS, floors=5, floor_px=68,
+                             margin=110, night=True, until_s=24.0)
+    meta = read_meta(video.with_suffix(".json"))
+    res = detect_clip(video, meta.calibration, meta.fps)
+    assert [a.to_json() for a in res.alarms] == []
+    assert res.rejections.get("above_roof", 0) >= 1
+
+    def without_refusals(t: np.ndarray, x: np.ndarray, y: np.ndarray, cal: Calibration,
+                         params: FallParams | None = None, fps: float = 25.0) -> FallFit:
+        return _check_fall(t, x, y, cal, params or FallParams(), fps)
+
+    monkeypatch.setattr(detector, "check_fall", without_refusals)
+    old = detect_clip(video, meta.calibration, meta.fps)
+    assert [(a.frame, a.floor) for a in old.alarms] == [(574, 9)]
