@@ -79,6 +79,8 @@ READ_SIZE = 256 * 1024
 MAX_PACKET = 16 * 1024 * 1024
 """Larger messages are not buffered whole (a camera frame is well under this)."""
 KEEP_BYTES = 1024 * 1024
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+"""Linux's TCP_QUICKACK (not a lasting setting: it is set again after every read)."""
 READ_BUDGET = 4 * 1024 * 1024
 """Bytes read in a row before queued acks and pings get their turn."""
 
@@ -426,6 +428,12 @@ class MqttInput:
                 return got, False
             if not chunk:
                 raise ConnectionResetError("the broker closed the connection")
+            if _QUICKACK is not None:
+                # Acknowledge at the TCP level now: our PUBACKs wait for the burst to be
+                # durable, and meanwhile a broker without TCP_NODELAY (Mosquitto's default)
+                # holds its next small writes until its earlier ones are acknowledged, up to
+                # the kernel's delayed-ACK timer (40-200 ms) per message.
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             got = True
             budget -= len(chunk)
             before = reader.oversized
