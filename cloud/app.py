@@ -53,9 +53,12 @@ def create_app(
         intake=Intake(db, policies, clock, settings.rework_window),
     )
     engine = Engine(ctx, webhook_transport or http_transport)
+    listener = db.change_listener() if settings.stream_listen else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if listener is not None:
+            listener.start()
         tasks = (
             [asyncio.create_task(engine.run_forever()),
              asyncio.create_task(engine.deliver_forever())]
@@ -68,6 +71,8 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if listener is not None:
+                listener.stop()
             db.dispose()
 
     app = FastAPI(
@@ -95,6 +100,8 @@ def create_app(
                        "escalations": engine.report.escalations,
                        "preventive_orders": engine.report.preventive_orders,
                        "webhook_changes": engine.report.webhook_changes},
+            "stream": {"listening": listener is not None and listener.connected,
+                       "wakeups": db.changes.notified},
         }
 
     return app

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloud import change_signal
 from cloud.models import Change, WorkOrder
 from device_profiles.messages import WorkOrderPublic
 
@@ -17,6 +18,7 @@ def public(order: WorkOrder) -> WorkOrderPublic:
 
 def record(session: Session, order: WorkOrder, topic: str, now: float) -> None:
     """Append a change for ``order`` (call after the order's new state is set)."""
+    change_signal.mark_change(session)
     session.add(
         Change(
             ts=now, site_id=order.site_id, work_order_id=order.id, topic=topic,

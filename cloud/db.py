@@ -18,6 +18,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud import change_signal
+from cloud.change_signal import ChangeListener, ChangeSignal
 from cloud.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -91,6 +93,9 @@ class Database:
         self.settings = settings
         self.engine = make_engine(settings)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, future=True)
+        self.changes = ChangeSignal()
+        """Wakes this process's live streams when a work-order change is committed."""
+        change_signal.install(self._sessions, self.changes, self.dialect == "postgresql")
 
     @property
     def dialect(self) -> str:
@@ -101,6 +106,12 @@ class Database:
 
     def migrate(self) -> None:
         migrate(self.engine)
+
+    def change_listener(self) -> ChangeListener | None:
+        """A listener for other workers' changes (PostgreSQL), not started; None on SQLite."""
+        if self.dialect != "postgresql":
+            return None
+        return ChangeListener(self.engine, self.changes)
 
     def dispose(self) -> None:
         self.engine.dispose()

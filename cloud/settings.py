@@ -49,7 +49,13 @@ class Settings(BaseModel):
     engine_interval: Duration = 15.0
     """Seconds between passes of the background engine (SLA checks, plans, webhooks)."""
     stream_poll_interval: Duration = 0.5
-    """How often the server-sent event stream polls the change log."""
+    """How often the server-sent event stream polls the change log when nothing wakes it (a
+    commit that records a change wakes it at once, see ``stream_listen``)."""
+    stream_listen: bool = True
+    """On PostgreSQL, each worker listens (``LISTEN gatehouse_changes``, one connection of its
+    own) for changes other workers commit, so its streams see them at once. Turn off behind a
+    pooler that cannot hold a LISTEN (PgBouncer in transaction mode): streams then see other
+    workers' changes at the next poll."""
     webhook_timeout: Duration = 5.0
     webhook_retry_initial: Duration = 2.0
     webhook_retry_max: Duration = 600.0

@@ -95,11 +95,15 @@ def harness(url: str, **extra: object) -> Iterator[CloudHarness]:
 
 
 @contextlib.contextmanager
-def served(url: str, workers: int, workdir: Path) -> Iterator[str]:
-    """``gatehouse cloud serve`` in a subprocess; yields its base URL."""
+def served(
+    url: str, workers: int, workdir: Path, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """``gatehouse cloud serve`` in a subprocess (``env``: extra settings); yields its base
+    URL. Several may serve one database at once: each logs to its own file in ``workdir``."""
     port = free_port()
-    env = dict(os.environ, GATEHOUSE_SECRET_KEY=SECRET, GATEHOUSE_DATABASE_URL=url)
-    log = open(workdir / "cloud.log", "ab")  # noqa: SIM115
+    env = dict(os.environ, GATEHOUSE_SECRET_KEY=SECRET, GATEHOUSE_DATABASE_URL=url,
+               **(env or {}))
+    log = open(workdir / f"cloud-{port}.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "gatehouse", "cloud", "serve", "--port", str(port),
          "--workers", str(workers)],

@@ -1,13 +1,15 @@
 """``GET /api/v1/stream``: server-sent events, one message per work-order change.
 
-Fed from the ``changes`` table by id, so every worker serves the same stream. Clients resume
+Fed from the ``changes`` table by id, so every worker serves the same stream. A commit that
+records a change wakes the streams of every worker at once (:mod:`cloud.change_signal`:
+PostgreSQL ``NOTIFY``, or in-process on SQLite); ``stream_poll_interval`` is only the
+fallback poll. Clients resume
 with the standard ``Last-Event-ID`` header (or ``?after=``); EventSource cannot set headers, so
 the access token may also come as ``?access_token=``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -61,18 +63,29 @@ async def stream(
     async def generate(cursor: int) -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
         last_beat = time.monotonic()
+        signal = ctx.db.changes
         while not await request.is_disconnected():
             if max_seconds is not None and time.monotonic() - start >= max_seconds:
                 return
-            messages = await run_in_threadpool(_read, ctx, cursor, user.sites)
+            ticket = signal.ticket()  # before the read: a commit after it is not missed
+            try:
+                messages = await run_in_threadpool(_read, ctx, cursor, user.sites)
+            except BaseException:
+                signal.discard(ticket)
+                raise
             for message in messages:
                 cursor = int(message.split("\n", 1)[0][4:])
                 yield message
             if time.monotonic() - last_beat >= _HEARTBEAT:
                 last_beat = time.monotonic()
                 yield ": keep-alive\n\n"
-            if not messages:
-                await asyncio.sleep(ctx.settings.stream_poll_interval)
+            if messages:
+                signal.discard(ticket)
+                continue
+            wait = ctx.settings.stream_poll_interval
+            if max_seconds is not None:
+                wait = max(0.0, min(wait, max_seconds - (time.monotonic() - start)))
+            await signal.wait(ticket, wait)
 
     return StreamingResponse(
         generate(cursor), media_type="text/event-stream",
