@@ -12,8 +12,9 @@ faulty reading.
 
 The out-of-range detector has no minimum duration, so the first faulty reading raises
 ``pump.sensor_out_of_range``; the cloud opens a work order (P3). The benchmark watches the
-cloud API's live stream (``GET /api/v1/stream``, polled by the server every 50 ms here,
-0.5 s by default) and records when each order becomes visible. Reported:
+cloud API's live stream (``GET /api/v1/stream``, on the product's defaults: woken by the
+commit through PostgreSQL ``NOTIFY``, with its 0.5 s fallback poll; ``--stream-poll``
+overrides the poll) and records when each order becomes visible. Reported:
 
 * ``visible``: first faulty reading published -> order seen through the API (what a user sees);
 * ``recorded``: first faulty reading published -> the cloud records the new order (the
@@ -64,6 +65,7 @@ from bench.common import (
     wait_connected,
     write_site,
 )
+from cloud.settings import Settings
 from device_profiles.messages import Event, EventBatch, make_event_id, telemetry_topic
 from device_profiles.site import (
     CloudConfig,
@@ -262,7 +264,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                                  + direct})})[SITE_ID]
         base, _ = stack.enter_context(cloud_process(
             url, tmp / "cloud", workers=workers,
-            env={"GATEHOUSE_STREAM_POLL_INTERVAL": str(args.stream_poll)},
+            env={} if args.stream_poll is None
+            else {"GATEHOUSE_STREAM_POLL_INTERVAL": str(args.stream_poll)},
         ))
         site.cloud.url = base
         site.cloud.token = token
@@ -297,7 +300,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return {
             "pumps": args.pumps, "cloud_workers": workers,
             "database": "sqlite" if args.sqlite else "postgresql",
-            "stream_poll_interval_s": args.stream_poll,
+            "stream_poll_interval_s": args.stream_poll if args.stream_poll is not None
+            else Settings.model_fields["stream_poll_interval"].default,
+            "stream_woken_by_commit": True,
             "background_load": {
                 "published_messages_per_s": round(pub["rate"], 1),
                 "agent_received_messages_per_s": round(agent_rate, 1),
@@ -356,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--direct", type=int, default=50, help="baseline events")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sqlite", action="store_true", help="cloud on SQLite, one worker")
-    parser.add_argument("--stream-poll", type=float, default=0.05)
+    parser.add_argument("--stream-poll", type=float, default=None,
+                        help="the stream's fallback poll, seconds (default: the product's)")
     parser.add_argument("--quick", action="store_true", help="small counts (the tests)")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)

@@ -213,7 +213,8 @@ class Intake:
                 self._plan_attach(order, group, attach, notes, now)
                 order_id: int | None = order.id
             else:
-                order_id = self._apply_group(session, site_id, group, now)
+                order_id = self._apply_group(session, site_id, group, now,
+                                             checked=order is None)
             if order_id is not None:
                 links.extend({"eid": ev.event_id, "wo": order_id} for ev in group.events)
         conn = session.connection()
@@ -272,11 +273,17 @@ class Intake:
         })
 
     def _apply_group(
-        self, session: Session, site_id: str, group: _Group, now: float
+        self, session: Session, site_id: str, group: _Group, now: float, checked: bool = False
     ) -> int | None:
+        """Open (or reopen) the group's order, or attach to the one a concurrent batch opened.
+
+        ``checked``: the caller has just found no active order in this transaction, so the
+        first attempt skips looking again; a concurrent opener is still caught, by the unique
+        index on active orders, and the retry looks.
+        """
         cleared = group.latest is not None and group.latest.state == "cleared"
-        for _ in range(_MAX_ATTEMPTS):
-            order = self._active(session, site_id, group)
+        for attempt in range(_MAX_ATTEMPTS):
+            order = None if checked and attempt == 0 else self._active(session, site_id, group)
             if order is not None:
                 self._attach(session, order, group, now)
                 return order.id
