@@ -40,12 +40,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     REPO,
     BenchError,
     cloud_process,
+    cpu_seconds,
     edge_process,
     gatehouse,
     provision,
@@ -155,6 +158,18 @@ def publish_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def tsdb_writes(url: str) -> float:
+    """Write requests VictoriaMetrics has answered (its own ``/metrics``); 0 without it."""
+    try:
+        text = httpx.get(url + "/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+        if line.startswith("vm_http_requests_total{") and "/write" in line
+    )
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gh-memory-")))
@@ -188,6 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cmd = [sys.executable, str(REPO / "bench" / "bench_memory.py"), "publish",
                    "--site", site_file, "--port", str(broker.port),
                    "--duration", str(args.duration)]
+        cpu_start, writes_start = cpu_seconds(edge.process.pid), tsdb_writes(vm.url)
         sim = spawn("publisher", cmd, tmp)
         samples: list[tuple[float, int]] = []
         received: list[tuple[float, float]] = []
@@ -204,6 +220,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise BenchError("the simulator did not stop by itself")
         time.sleep(3.0)
         final = edge.metrics()
+        cpu_used = cpu_seconds(edge.process.pid) - cpu_start
+        writes = tsdb_writes(vm.url) - writes_start
         samples.append((time.monotonic() - started, rss_bytes(edge.process.pid)))
         numpy_at_end = numpy_loaded(edge.process.pid)
         stats_lines = [line for line in sim.tail(20000).splitlines() if line.startswith("{")]
@@ -232,6 +250,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "agent_rejected": int(final.get("rejects", 0)),
         "agent_queue_at_end": int(final.get("queue_depth", 0)),
         "events_raised": int(final.get("events", 0)),
+        "agent_cpu": {
+            "seconds": round(cpu_used, 1),
+            "percent_of_one_core": round(100 * cpu_used / span, 1) if span else 0.0,
+            "us_per_message": round(1e6 * cpu_used / got, 1) if got else 0.0,
+        },
+        "tsdb_write_requests_per_s": round(writes / span, 1) if span else 0.0,
         "rss_mb": {
             "baseline_idle_all_monitors_built": round(baseline / MB, 1),
             "warm": round(warm / MB, 1), "end": round(end / MB, 1),
@@ -253,6 +277,9 @@ def summary(r: dict[str, Any]) -> str:
         f"  RSS idle with all monitors built {m['baseline_idle_all_monitors_built']:.0f} MB, "
         f"warm {m['warm']:.0f} MB, end {m['end']:.0f} MB, peak {m['peak']:.0f} MB "
         f"(end/idle {r['ratio_end_to_baseline']}x)\n"
+        f"  agent CPU {r['agent_cpu']['percent_of_one_core']:.1f} % of a core "
+        f"({r['agent_cpu']['us_per_message']:.0f} us/msg), "
+        f"{r['tsdb_write_requests_per_s']:.1f} TSDB write requests/s\n"
         f"  growth warm->end {r['growth_warm_to_end_mb']:+.1f} MB, second-half slope "
         f"{r['slope_second_half_mb_per_min']:+.2f} MB/min; TSDB output "
         f"{'on' if r['tsdb_output'] else 'off'}, numpy loaded at the end: "

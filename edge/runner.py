@@ -68,6 +68,10 @@ from edge.validate import DEFAULT_MAX_PAYLOAD, NativeEvent, Rejection, StatusCha
 
 log = logging.getLogger(__name__)
 
+IDLE_WAIT = 0.2
+"""Longest the runner sleeps with nothing to do (new messages and finished telemetry
+writes wake it sooner)."""
+
 OUTBOX_FILE = "outbox.db"
 DEADLETTER_FILE = "deadletters.db"
 WARMUP_DIR = "warmup"
@@ -115,6 +119,13 @@ class AgentOptions:
     telemetry_retry_max: float = 30.0
     held_retry: float = 0.5
     """Seconds between attempts to write a held burst (disk full)."""
+    telemetry_linger: float = 0.1
+    """Seconds a small telemetry write waits for the bursts behind it while messages keep
+    arriving (0: write each burst at once). Fewer, larger requests to the time-series
+    database; the bursts' acks wait that long too (see ``telemetry_quiet``)."""
+    telemetry_quiet: float = 0.005
+    """A write stops waiting once no message has arrived for this long (an idle site, or a
+    broker holding back until it gets acks), so the wait never stalls an in-flight window."""
     forward: bool = True
     """Run the forwarder thread (off in tests that look at the outbox itself)."""
     episode_confirm_periods: float = DEFAULT_CONFIRM_PERIODS
@@ -124,6 +135,8 @@ class AgentOptions:
     def __post_init__(self) -> None:
         if self.burst_max < 1 or self.tick_interval <= 0 or self.held_retry <= 0:
             raise ValueError("burst_max, tick_interval and held_retry must be positive")
+        if self.telemetry_linger < 0 or self.telemetry_quiet < 0:
+            raise ValueError("telemetry_linger and telemetry_quiet must not be negative")
         if not self.episode_confirm_periods > 0:
             raise ValueError("episode_confirm_periods must be positive")
         if self.queue_max <= self.receive_maximum:
@@ -209,6 +222,9 @@ class Agent:
                 idle_interval=opts.tick_interval,
                 on_full=lambda: self.metrics.inc("telemetry_queue_full"),
                 on_error=lambda: self.metrics.inc("runner_errors"),
+                on_done=lambda: self._queue.wake(),  # release the burst's acks now
+                linger=opts.telemetry_linger,
+                more_coming=lambda: self._queue.quiet_for() < opts.telemetry_quiet,
             )
             if self._outputs else None
         )
@@ -305,6 +321,7 @@ class Agent:
         if self.cameras is not None:
             self.cameras.stop()
         self._stop.set()
+        self._queue.wake()
         self._forward_stop.set()
         self.forwarder.wake()
         for thread in self._threads:
@@ -442,7 +459,7 @@ class Agent:
         next_tick = time.monotonic() + self.options.tick_interval
         while not self._stop.is_set():
             try:
-                wait = max(0.0, min(next_tick - time.monotonic(), 0.2))
+                wait = max(0.0, min(next_tick - time.monotonic(), IDLE_WAIT))
                 burst = self._take_burst(wait)
                 if burst:
                     self._process(burst)

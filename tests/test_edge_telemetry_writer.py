@@ -9,8 +9,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
+
 from device_profiles.loader import load_profiles
 from device_profiles.messages import Event, Reading
+from edge import runner
 from edge.outbox import TELEMETRY
 from edge.outputs.writer_thread import TelemetryWriterThread
 from edge.runner import Agent, AgentOptions
@@ -130,6 +133,66 @@ def test_idle_runs_on_the_thread_even_while_bursts_keep_coming() -> None:
     assert rec.idles >= 3
 
 
+def test_while_messages_keep_arriving_small_bursts_are_gathered_into_few_writes() -> None:
+    rec = Recorder()
+    w = make(rec, linger=0.5, more_coming=lambda: True)
+    w.start()
+    for i in range(20):  # a steady trickle: one small burst every 5 ms, 100 ms in all
+        w.submit([i])
+        time.sleep(0.005)
+    wait_until(lambda: w.done == 20)
+    assert [r for batch in rec.writes for r in batch] == list(range(20)), "order kept"
+    assert len(rec.writes) <= 3, f"{len(rec.writes)} writes for 20 bursts in one linger"
+    assert w.stop()
+
+
+def test_a_quiet_source_is_written_at_once_whatever_the_linger() -> None:
+    """An idle site, or a broker that sends no more until it gets acks: no waiting."""
+    rec = Recorder()
+    done: list[int] = []
+    w = make(rec, linger=30.0, more_coming=lambda: False, on_done=lambda: done.append(1))
+    w.start()
+    started = time.monotonic()
+    w.submit([1, 2])
+    wait_until(lambda: w.done == 1)
+    assert time.monotonic() - started < 10.0, "the write waited for the 30 s linger"
+    wait_until(lambda: done == [1])  # on_done follows each written burst
+    assert rec.writes == [[1, 2]]
+    assert w.stop()
+
+
+def test_lingering_ends_at_an_event_batch_and_at_max_merge() -> None:
+    rec = Recorder()
+    arriving = threading.Event()
+    w = make(rec, linger=30.0, more_coming=arriving.is_set, max_merge=4)
+    w.start()
+    rec.gate.clear()
+    w.submit([0])
+    assert rec.entered.wait(5)  # held: the next ones queue up behind it
+    arriving.set()  # from now on the writer would linger 30 s if nothing ended it
+    w.submit([1])
+    w.submit_events(["e"])
+    w.submit([2, 3])
+    w.submit([4, 5])
+    started = time.monotonic()
+    rec.gate.set()
+    wait_until(lambda: w.done == 4, timeout=10)
+    assert time.monotonic() - started < 10.0
+    assert rec.writes == [[0], [1], [2, 3, 4, 5]]
+    assert rec.events == [["e"]]
+    w.stop()
+
+
+def test_a_negative_linger_is_refused() -> None:
+    rec = Recorder()
+    try:
+        make(rec, linger=-1.0, more_coming=lambda: True)
+    except ValueError as exc:
+        assert "linger" in str(exc)
+    else:
+        raise AssertionError("a negative linger was accepted")
+
+
 def test_an_unexpected_error_is_counted_and_the_burst_still_counts_as_done() -> None:
     errors: list[int] = []
 
@@ -197,6 +260,35 @@ def test_a_burst_is_acked_only_after_its_readings_are_written(tmp_path: Path) ->
         assert [r.ts for r in output.stored] == [100.0 + i for i in range(6)]
         wait_until(lambda: len(output.events) == 1)
         assert output.threads == {"edge-telemetry"}, "outputs never run on the runner thread"
+    finally:
+        output.gate.set()
+        agent.stop()
+
+
+def test_a_finished_write_wakes_the_runner_to_ack_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker that sends no more until it gets acks (a small in-flight window) must not
+    wait for the runner's idle timer: the write's end releases the acks. The timer is made
+    30 s here, so only the wake-up can ack within the test's time."""
+    monkeypatch.setattr(runner, "IDLE_WAIT", 30.0)
+    output = HeldOutput()
+    box = SourceBox()
+    agent = Agent(
+        make_site("s1", data_dir=tmp_path / "edge"), profiles=PROFILES,
+        options=AgentOptions(reserve_bytes=0, low_water_bytes=0, forward=False,
+                             tick_interval=60.0),
+        outputs={"tsdb": output}, monitor_factory=fake_monitors, source_factory=box,
+    )
+    agent.start()
+    try:
+        output.gate.clear()
+        mids = [box.get.push(PUMP, pump_payload(100.0 + i)) for i in range(5)]
+        wait_until(lambda: agent.stats()["readings"] == 5)
+        time.sleep(0.2)  # the runner is now asleep on its 30 s timer
+        assert box.get.acked == []
+        output.gate.set()
+        wait_until(lambda: sorted(box.get.acked) == mids, timeout=10.0)
     finally:
         output.gate.set()
         agent.stop()

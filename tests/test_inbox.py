@@ -47,3 +47,31 @@ def test_take_waits_for_the_first_item_only_up_to_the_timeout() -> None:
     assert time.monotonic() - t0 >= 0.04
     threading.Timer(0.05, lambda: inbox.put_many([1, 2])).start()
     assert inbox.take(5, 5.0) == [1, 2]
+
+
+def test_a_wake_ends_the_wait_even_with_nothing_to_take() -> None:
+    inbox: Inbox[int] = Inbox(100, lambda n: None)
+    threading.Timer(0.05, inbox.wake).start()
+    started = time.monotonic()
+    assert inbox.take(10, 30.0) == []
+    assert time.monotonic() - started < 10.0, "the wake did not end a 30 s wait"
+
+
+def test_a_wake_before_the_wait_is_not_lost() -> None:
+    inbox: Inbox[int] = Inbox(100, lambda n: None)
+    inbox.wake()
+    started = time.monotonic()
+    assert inbox.take(10, 30.0) == []
+    assert time.monotonic() - started < 10.0
+    inbox.put(1)
+    assert inbox.take(10, 30.0) == [1]  # the wake was used up; items still come
+
+
+def test_quiet_for_counts_from_the_last_arrival_once_everything_is_taken() -> None:
+    inbox: Inbox[int] = Inbox(100, lambda n: None)
+    assert inbox.quiet_for() == float("inf")  # nothing ever arrived
+    inbox.put_many([1, 2])
+    assert inbox.quiet_for() == 0.0  # waiting to be taken
+    inbox.take(10, 0)
+    time.sleep(0.02)
+    assert inbox.quiet_for() >= 0.02

@@ -13,6 +13,14 @@ output and spools what an output could not take) in submission order. Guarantees
 * **Done means written or spooled.** :attr:`done` is the sequence number of the last burst
   handled; the runner acknowledges a burst's MQTT messages only once ``done`` has reached
   it, so a crash can lose no acknowledged reading (the broker redelivers the others).
+* **Few, large writes.** With ``linger``, a write of fewer than ``max_merge`` readings
+  waits up to ``linger`` seconds for the bursts behind it while ``more_coming()`` says the
+  source is still delivering. A steady stream of small bursts (devices spread over the
+  second) then costs a few requests a second instead of hundreds; when the source falls
+  quiet (an idle site, or a broker that sends no more until it gets acks) the write goes
+  at once, so the wait never holds a broker's in-flight window.
+* **Done wakes the runner.** ``on_done`` is called after each burst is written or spooled,
+  so the runner releases its acknowledgements at once instead of at its next wake-up.
 * **Idle work.** ``idle`` (replaying the spool) runs on this thread about every
   ``idle_interval`` seconds, busy or not, so spooled and new readings never interleave.
 * **Clean stop.** :meth:`stop` writes every burst still queued, then ends the thread.
@@ -39,6 +47,8 @@ DEFAULT_MAX_ITEMS = 8
 """Bursts waiting at most (about 4,000 readings with the runner's bursts of 500)."""
 DEFAULT_MAX_MERGE = 5000
 """Readings per merged write at most (the writer's default ``batch_size``)."""
+_LINGER_STEP = 0.002
+"""While lingering, how often the writer looks whether the source is still delivering."""
 
 
 class TelemetryWriterThread(Generic[R, E]):
@@ -61,10 +71,15 @@ class TelemetryWriterThread(Generic[R, E]):
         idle_interval: float = 1.0,
         on_full: Callable[[], None] | None = None,
         on_error: Callable[[], None] | None = None,
+        on_done: Callable[[], None] | None = None,
+        linger: float = 0.0,
+        more_coming: Callable[[], bool] | None = None,
         name: str = "edge-telemetry",
     ) -> None:
         if max_items < 1 or max_merge < 1 or idle_interval <= 0:
             raise ValueError("max_items, max_merge and idle_interval must be positive")
+        if linger < 0:
+            raise ValueError(f"linger must not be negative, got {linger}")
         self._write_readings = write_readings
         self._write_events = write_events
         self._idle = idle
@@ -73,6 +88,11 @@ class TelemetryWriterThread(Generic[R, E]):
         self._idle_interval = idle_interval
         self._on_full = on_full
         self._on_error = on_error
+        self._on_done = on_done
+        self._linger = linger if more_coming is not None else 0.0
+        self._more_coming = more_coming
+        self.writes = 0
+        """Reading writes made (merged bursts count once)."""
         self._cond = threading.Condition()
         self._items: deque[tuple[int, list[R] | None, list[E] | None]] = deque()
         self._submitted = 0
@@ -168,18 +188,34 @@ class TelemetryWriterThread(Generic[R, E]):
                 return True
             seq, readings, events = self._items.popleft()
             if readings is not None:
-                merged = readings
-                while self._items:
-                    more = self._items[0][1]
-                    if more is None or len(merged) + len(more) > self._max_merge:
-                        break
-                    seq = self._items.popleft()[0]
-                    if merged is readings:
-                        merged = list(readings)
-                    merged.extend(more)
+                merged = readings  # submit's own copy: extended in place
+                seq = self._merge(seq, merged)
+                if self._linger and self._more_coming is not None:
+                    deadline = time.monotonic() + self._linger
+                    # whatever _merge left (an event batch, a burst too big to add) ends it
+                    while len(merged) < self._max_merge and not self._stopping \
+                            and not self._items:
+                        left = deadline - time.monotonic()
+                        if left <= 0 or not self._more_coming():
+                            break
+                        self._cond.notify_all()  # room for a waiting submit
+                        self._cond.wait(min(left, _LINGER_STEP))
+                        seq = self._merge(seq, merged)
                 readings = merged
             self._cond.notify_all()  # room for a waiting submit
             return seq, readings, events
+
+    def _merge(self, seq: int, merged: list[R]) -> int:
+        """Move the reading bursts at the head of the queue into ``merged`` (up to
+        ``max_merge``; never past an event batch, to keep the order); the last seq taken.
+        Called with the lock held."""
+        while self._items:
+            more = self._items[0][1]
+            if more is None or len(merged) + len(more) > self._max_merge:
+                break
+            seq = self._items.popleft()[0]
+            merged.extend(more)
+        return seq
 
     def _run(self) -> None:
         next_idle = time.monotonic() + self._idle_interval
@@ -191,9 +227,12 @@ class TelemetryWriterThread(Generic[R, E]):
                 seq, readings, events = item
                 self._handle(readings, events)
                 if readings is not None:
+                    self.writes += 1
                     with self._cond:
                         self._done = seq
                         self._cond.notify_all()
+                    if self._on_done is not None:
+                        self._on_done()
             if time.monotonic() >= next_idle and not self._stopping:
                 next_idle = time.monotonic() + self._idle_interval
                 self._call(self._idle)
