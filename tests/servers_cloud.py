@@ -78,6 +78,15 @@ def settings_for(url: str, **extra: object) -> Settings:
     )
 
 
+def site_with_admin(settings: Settings) -> str:
+    """Site ``s1`` (no devices) with admin ``ada`` (password ``password-123``); the site's
+    gateway token."""
+    provision_site(settings, "s1", "Site one", [])
+    token = issue_gateway_token(settings, "s1")
+    create_user(settings, "ada", "password-123", "admin", ["s1"])
+    return token
+
+
 @contextlib.contextmanager
 def harness(url: str, **extra: object) -> Iterator[CloudHarness]:
     settings = settings_for(url, **extra)

@@ -17,13 +17,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cloud import changes
-from cloud.bootstrap import create_user, issue_gateway_token, provision_site
+from cloud.bootstrap import provision_site
 from cloud.change_signal import ChangeSignal
 from cloud.db import Database
 from cloud.models import WorkOrder
 from cloud.orders import new_order
 from device_profiles.schema import WorkOrderPolicy
-from tests.servers_cloud import T0, event, served, settings_for
+from tests.servers_cloud import T0, event, served, settings_for, site_with_admin
 
 
 def test_a_ticket_is_set_by_a_notify_from_another_thread() -> None:
@@ -102,10 +102,7 @@ def _stream_first_change(base: str, user: dict[str, str], seconds: float,
 def test_a_change_committed_by_one_server_wakes_another_servers_stream(
     pg_url: str, tmp_path: Path
 ) -> None:
-    settings = settings_for(pg_url)
-    provision_site(settings, "s1", "Site one", [])
-    token = issue_gateway_token(settings, "s1")
-    create_user(settings, "ada", "password-123", "admin", ["s1"])
+    token = site_with_admin(settings_for(pg_url))
     slow_poll = {"GATEHOUSE_STREAM_POLL_INTERVAL": "30"}
     with served(pg_url, 1, tmp_path, env=slow_poll) as a, \
             served(pg_url, 1, tmp_path, env=slow_poll) as b:

@@ -11,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cloud.bootstrap import create_user, issue_gateway_token, provision_site
-from tests.servers_cloud import T0, event, served, settings_for
+from tests.servers_cloud import T0, event, served, settings_for, site_with_admin
 
 pytestmark = pytest.mark.integration
 
@@ -23,10 +22,7 @@ TYPES = ["elevator.door_fault", "elevator.leveling_error", "elevator.abnormal_vi
 def test_two_workers_open_exactly_one_order_per_device_and_type(
     pg_url: str, tmp_path: Path
 ) -> None:
-    settings = settings_for(pg_url)
-    provision_site(settings, "s1", "Site one", [])
-    token = issue_gateway_token(settings, "s1")
-    create_user(settings, "ada", "password-123", "admin", ["s1"])
+    token = site_with_admin(settings_for(pg_url))
     events = [
         event(device_id=d, type_=t, episode=T0 + k)
         for d in DEVICES for t in TYPES for k in range(8)

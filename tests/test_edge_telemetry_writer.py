@@ -234,12 +234,14 @@ class HeldOutput:
         pass
 
 
-def agent_with(output: HeldOutput, tmp_path: Path) -> tuple[Agent, SourceBox]:
+def agent_with(
+    output: HeldOutput, tmp_path: Path, tick_interval: float = 0.05
+) -> tuple[Agent, SourceBox]:
     box = SourceBox()
     agent = Agent(
         make_site("s1", data_dir=tmp_path / "edge"), profiles=PROFILES,
         options=AgentOptions(reserve_bytes=0, low_water_bytes=0, forward=False,
-                             tick_interval=0.05),
+                             tick_interval=tick_interval),
         outputs={"tsdb": output}, monitor_factory=fake_monitors, source_factory=box,
     )
     return agent, box
@@ -273,13 +275,7 @@ def test_a_finished_write_wakes_the_runner_to_ack_at_once(
     30 s here, so only the wake-up can ack within the test's time."""
     monkeypatch.setattr(runner, "IDLE_WAIT", 30.0)
     output = HeldOutput()
-    box = SourceBox()
-    agent = Agent(
-        make_site("s1", data_dir=tmp_path / "edge"), profiles=PROFILES,
-        options=AgentOptions(reserve_bytes=0, low_water_bytes=0, forward=False,
-                             tick_interval=60.0),
-        outputs={"tsdb": output}, monitor_factory=fake_monitors, source_factory=box,
-    )
+    agent, box = agent_with(output, tmp_path, tick_interval=60.0)
     agent.start()
     try:
         output.gate.clear()
