@@ -8,12 +8,13 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from cloud import changes
@@ -130,3 +131,40 @@ def test_a_change_committed_by_one_server_wakes_another_servers_stream(
         # a 30 s poll cannot explain this: server b was woken by server a's NOTIFY
         assert got["at"] - sent < 3.0, f"took {got['at'] - sent:.1f} s"
         assert httpx.get(b + "/healthz").json()["stream"]["wakeups"] >= 1
+
+
+@pytest.mark.integration
+def test_the_listener_reconnects_after_its_connection_is_killed(pg_url: str) -> None:
+    """A PostgreSQL restart or a killed backend: the listener reconnects (with backoff),
+    wakes the streams once on reconnect, and then hears commits again."""
+    settings = settings_for(pg_url)
+    provision_site(settings, "s1", "Site one", [])
+    db = Database(settings)
+    listener = db.change_listener()
+    assert listener is not None
+    listener.start()
+    try:
+        wait_until(lambda: listener.connected)
+        with db.session() as session:
+            session.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+            ))
+            session.commit()
+        wait_until(lambda: listener.reconnects == 1 and listener.connected)
+        heard = listener.received
+        other = Database(settings)  # another "worker": only NOTIFY can reach the listener
+        with other.session() as session, session.begin():
+            _add_order(session, "b1-pump-9")
+        other.dispose()
+        wait_until(lambda: listener.received > heard)
+    finally:
+        listener.stop()
+        db.dispose()
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)

@@ -70,22 +70,20 @@ async def stream(
             ticket = signal.ticket()  # before the read: a commit after it is not missed
             try:
                 messages = await run_in_threadpool(_read, ctx, cursor, user.sites)
-            except BaseException:
-                signal.discard(ticket)
-                raise
-            for message in messages:
-                cursor = int(message.split("\n", 1)[0][4:])
-                yield message
-            if time.monotonic() - last_beat >= _HEARTBEAT:
-                last_beat = time.monotonic()
-                yield ": keep-alive\n\n"
-            if messages:
-                signal.discard(ticket)
-                continue
-            wait = ctx.settings.stream_poll_interval
-            if max_seconds is not None:
-                wait = max(0.0, min(wait, max_seconds - (time.monotonic() - start)))
-            await signal.wait(ticket, wait)
+                for message in messages:
+                    cursor = int(message.split("\n", 1)[0][4:])
+                    yield message
+                if time.monotonic() - last_beat >= _HEARTBEAT:
+                    last_beat = time.monotonic()
+                    yield ": keep-alive\n\n"
+                if messages:
+                    continue
+                wait = ctx.settings.stream_poll_interval
+                if max_seconds is not None:
+                    wait = max(0.0, min(wait, max_seconds - (time.monotonic() - start)))
+                await signal.wait(ticket, wait)
+            finally:
+                signal.discard(ticket)  # also when the client leaves mid-stream
 
     return StreamingResponse(
         generate(cursor), media_type="text/event-stream",
