@@ -14,8 +14,11 @@ The agent's ``VmRSS`` is sampled every ``--sample`` seconds. The baseline, measu
 same run, is the agent's memory once started with every monitor of the 5,000 devices
 built but before any message arrives. Reported: the baseline, the memory after the first
 fifth of the run (warm), at the end and at its peak, the growth from warm to the end and
-the slope over the second half (MB per minute), and whether the agent kept up (messages
-received against messages published, queue depth).
+the slope over the second half and over the last third (MB per minute; on a run longer
+than the pump model's hour of warm-up, the last third is the steady state), whether the
+agent kept up (messages received against messages published, queue depth), the agent's
+CPU (share of one core, microseconds per message) and the write requests the TSDB got
+per second.
 
 Some detectors keep bounded per-device state that fills for longer than a short run (the
 pump model's warm-up: an hour of running samples; the pumps' trend windows: 30 minutes);
@@ -234,6 +237,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     warm_t = run_samples[0][0] + span / 5 if run_samples else 0.0
     warm = next((r for t, r in run_samples if t >= warm_t), baseline)
     second_half = [(t, r) for t, r in run_samples if t >= run_samples[0][0] + span / 2]
+    last_third = [(t, r) for t, r in run_samples if t >= run_samples[0][0] + span * 2 / 3]
     end = run_samples[-1][1] if run_samples else baseline
     published = float(sim_stats.get("telemetry_published", 0.0)) + float(
         sim_stats.get("events_published", 0.0))
@@ -263,6 +267,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "growth_warm_to_end_mb": round((end - warm) / MB, 1),
         "slope_second_half_mb_per_min": round(slope_mb_per_min(second_half), 3),
+        "slope_last_third_mb_per_min": round(slope_mb_per_min(last_third), 3),
         "ratio_end_to_baseline": round(end / baseline, 2),
         "series": [(round(t, 1), round(r / MB, 1)) for t, r in samples],
     }
@@ -281,7 +286,8 @@ def summary(r: dict[str, Any]) -> str:
         f"({r['agent_cpu']['us_per_message']:.0f} us/msg), "
         f"{r['tsdb_write_requests_per_s']:.1f} TSDB write requests/s\n"
         f"  growth warm->end {r['growth_warm_to_end_mb']:+.1f} MB, second-half slope "
-        f"{r['slope_second_half_mb_per_min']:+.2f} MB/min; TSDB output "
+        f"{r['slope_second_half_mb_per_min']:+.2f} MB/min, last third "
+        f"{r['slope_last_third_mb_per_min']:+.2f} MB/min; TSDB output "
         f"{'on' if r['tsdb_output'] else 'off'}, numpy loaded at the end: "
         f"{r['numpy_loaded']['end']}"
     )
