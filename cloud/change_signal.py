@@ -91,19 +91,23 @@ def mark_change(session: Session) -> None:
 def install(sessions: sessionmaker[Session], signal: ChangeSignal, postgres: bool) -> None:
     """Hook ``sessions``: a commit that recorded a change notifies (see the module doc)."""
 
+    # These hooks also fire when a SAVEPOINT is released or rolled back (the intake opens
+    # each order in one): only the outermost transaction's end counts.
+
     @event.listens_for(sessions, "before_commit")
     def _before_commit(session: Session) -> None:
-        if postgres and session.info.get(_FLAG):
+        if postgres and session.info.get(_FLAG) and not session.in_nested_transaction():
             session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 
     @event.listens_for(sessions, "after_commit")
     def _after_commit(session: Session) -> None:
-        if session.info.pop(_FLAG, False):
+        if not session.in_nested_transaction() and session.info.pop(_FLAG, False):
             signal.notify()
 
     @event.listens_for(sessions, "after_rollback")
     def _after_rollback(session: Session) -> None:
-        session.info.pop(_FLAG, None)
+        if not session.in_nested_transaction():
+            session.info.pop(_FLAG, None)
 
 
 class ChangeListener:

@@ -83,8 +83,16 @@ def test_a_committed_change_notifies_and_a_rolled_back_one_does_not(tmp_path: Pa
         with session.begin():
             pass  # the rolled-back change's mark must not leak into the next commit
     assert db.changes.notified == before + 1
+    with db.session() as session, session.begin():
+        with session.begin_nested():  # as the intake opens an order: inside a SAVEPOINT
+            _add_order(session, "b1-pump-3")
+        assert db.changes.notified == before + 1, "woken before the change was committed"
+        savepoint = session.begin_nested()
+        session.execute(text("SELECT 1"))
+        savepoint.rollback()  # a rolled-back savepoint keeps the outer change's mark
+    assert db.changes.notified == before + 2
     with db.session() as session:
-        assert session.scalar(select(func.count()).select_from(WorkOrder)) == 1
+        assert session.scalar(select(func.count()).select_from(WorkOrder)) == 2
 
 
 def _stream_first_change(base: str, user: dict[str, str], seconds: float,
