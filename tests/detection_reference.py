@@ -6,7 +6,10 @@ tail) and a short fault-free run of every kind stream through the agent's
 and, separately, through the kind's :class:`~edge.detectors.chain.DetectorChain` (the
 replay tools' path, with its model score per reading). For each run the record keeps a
 digest of the input samples, every event (id, type, state, time, evidence, forecast) and a
-digest of the score sequence.
+digest of the score sequence. Scores (in the digest and in the events' evidence) are kept
+to 9 significant digits: the pump model's arithmetic moved from numpy to plain Python,
+whose sums round differently in the last bits (about 1e-13 relative), which no decision
+can see; anything larger is a changed result.
 
 ``tests/test_detect_differential.py`` compares the current code with the stored record, so
 a change meant to make detection cheaper cannot change a result. The record depends on the
@@ -34,6 +37,30 @@ HEALTHY_DAYS = 0.25
 
 def _digest(h: Any, *parts: object) -> None:
     h.update(repr(parts).encode())
+
+
+def _sig9(value: float) -> float:
+    return float(f"{value:.9g}")
+
+
+def _evidence9(item: Any) -> Any:
+    """``item`` with every float inside an ``evidence`` kept to 9 significant digits."""
+    if isinstance(item, dict):
+        return {k: _round_floats(v) if k == "evidence" else _evidence9(v)
+                for k, v in item.items()}
+    if isinstance(item, list):
+        return [_evidence9(v) for v in item]
+    return item
+
+
+def _round_floats(item: Any) -> Any:
+    if isinstance(item, float):
+        return _sig9(item)
+    if isinstance(item, dict):
+        return {k: _round_floats(v) for k, v in item.items()}
+    if isinstance(item, list):
+        return [_round_floats(v) for v in item]
+    return item
 
 
 def run_one(kind: str, device: dict[str, Any], start: float, end: float,
@@ -68,17 +95,17 @@ def run_one(kind: str, device: dict[str, Any], start: float, end: float,
             reading = Reading("ref", kind, dev.id, sample.ts, dict(sample.values))
             events += [e.model_dump(mode="json") for e in detection.observe(reading)]
             found += chain.observe(Reading("ref", kind, dev.id, sample.ts, dict(sample.values)))
-            scores.update(struct.pack("<d?", chain.score, chain.alarm))
+            scores.update(struct.pack("<d?", _sig9(chain.score), chain.alarm))
         events += [e.model_dump(mode="json") for e in detection.tick(sample.ts)]
         found += chain.tick(sample.ts)
         findings += [[f.event_type, f.state, f.ts, f.episode_start,
-                      json.loads(json.dumps(f.evidence, default=repr)),
+                      _round_floats(json.loads(json.dumps(f.evidence, default=repr))),
                       None if f.forecast is None else f.forecast.model_dump(mode="json")]
                      for f in found]
     return {
         "device": device, "start": start, "end": end,
         "inputs": inputs.hexdigest(), "scores": scores.hexdigest(),
-        "events": events, "chain_findings": findings,
+        "events": _evidence9(events), "chain_findings": findings,
     }
 
 

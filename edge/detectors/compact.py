@@ -145,6 +145,24 @@ class RowBuffer:
         offset = np.nan_to_num(np.asarray(self._offset, dtype=np.float64), nan=0.0)
         return data.reshape(len(data) // self.width, self.width) + offset
 
+    def row_lists(self) -> list[list[float]]:
+        """All rows as lists of floats (float64), without numpy: the same values as
+        :meth:`matrix`."""
+        values = array("f")
+        if self._file is not None:
+            try:
+                with open(self._file, "rb") as src:
+                    values.fromfile(src, self._spilled)
+            except (OSError, EOFError) as exc:  # wiped or cut short: learn from what is left
+                log.warning("warm-up rows in %s lost (%s); fitting on the rest", self._file, exc)
+            del values[len(values) - len(values) % self.width:]
+        values.extend(self._data)
+        w = self.width
+        offset = [0.0 if o != o else o for o in self._offset]
+        return [
+            [values[i + j] + offset[j] for j in range(w)] for i in range(0, len(values), w)
+        ]
+
     def clear(self) -> None:
         """Forget every row (and release the memory and the spill file)."""
         self._drop_file()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from edge.detectors.base import DetectorConfigError
 from edge.detectors.compact import RowBuffer
+from edge.detectors.smallmat import column_means, covariance, inverse, quadratic, quantile
 
 if TYPE_CHECKING:
     import numpy as np
@@ -337,15 +338,14 @@ class MewmaScorer:
         self._used: tuple[str, ...] = self.fields
         self._buf: RowBuffer | None = None
         """The warm-up samples (compact float32 rows), until the model is fitted."""
-        self._mean: FloatArray | None = None
-        self._std: FloatArray | None = None
-        self._centre: FloatArray | None = None
-        self._cov: FloatArray | None = None
-        self._prec: FloatArray | None = None
-        self._state: FloatArray | None = None
+        # Plain float lists, not numpy: six channels are cheaper in Python than numpy's
+        # per-call overhead, and the agent then never imports numpy (about 28 MB).
         self._mean_list: list[float] = []
         self._std_list: list[float] = []
-        """``_mean`` and ``_std`` as Python floats, for the per-sample standard scores."""
+        self._centre: list[float] | None = None
+        self._cov: list[list[float]] | None = None
+        self._prec: list[list[float]] | None = None
+        self._state: list[float] | None = None
         self._scale = 1.0
         self._learned = 0
 
@@ -366,13 +366,8 @@ class MewmaScorer:
             out.append(math.nan if v is None or v != v else float(v))
         return out
 
-    def _standard(self, x: Mapping[str, float]) -> FloatArray:
-        """The standard scores of a sample (missing or infinite: 0), clipped at ``clip``.
-
-        Plain Python over the few channels, then one array: cheaper per sample than a chain
-        of numpy calls on a 6-element vector, with the same float64 arithmetic."""
-        import numpy as np
-
+    def _standard(self, x: Mapping[str, float]) -> list[float]:
+        """The standard scores of a sample (missing or infinite: 0), clipped at ``clip``."""
         clip = self.clip
         out = []
         for name, m, s in zip(self._used, self._mean_list, self._std_list, strict=True):
@@ -388,46 +383,72 @@ class MewmaScorer:
             elif z < -clip:
                 z = -clip
             out.append(z)
-        return np.array(out)
+        return out
 
     def _fit(self, buf: RowBuffer) -> None:
-        import numpy as np
-
-        data = buf.matrix()
+        rows = buf.row_lists()
         self._buf = None
-        keep = (~np.isnan(data)).mean(axis=0) >= 0.9
-        if not keep.any():
+        n, width = len(rows), len(self._used)
+        if not n:
             return
-        data = data[:, keep]
-        self._used = tuple(n for n, k in zip(self._used, keep, strict=True) if k)
-        mean = np.nanmean(data, axis=0)
-        std = np.sqrt(np.clip(np.nanvar(data, axis=0), 1e-12, None))
-        z = np.clip(np.nan_to_num((data - mean) / std), -self.clip, self.clip)
-        smoothed = np.empty_like(z)
-        state = np.zeros(z.shape[1])
-        for i, row in enumerate(z):
-            state += self.alpha * (row - state)
-            smoothed[i] = state
+        present = [0] * width
+        for row in rows:
+            for j, v in enumerate(row):
+                if v == v:
+                    present[j] += 1
+        keep = [c / n >= 0.9 for c in present]
+        if not any(keep):
+            return
+        cols = [j for j in range(width) if keep[j]]
+        self._used = tuple(self._used[j] for j in cols)
+        d = len(cols)
+        mean, std = [], []
+        for j in cols:  # nanmean, nanvar (ddof 0) of each kept column
+            vals = [row[j] for row in rows if row[j] == row[j]]
+            m = math.fsum(vals) / len(vals)
+            var = math.fsum((v - m) * (v - m) for v in vals) / len(vals)
+            mean.append(m)
+            std.append(math.sqrt(max(var, 1e-12)))
+        clip, alpha = self.clip, self.alpha
+        state = [0.0] * d
+        smoothed: list[list[float]] = []
+        for row in rows:
+            for k, j in enumerate(cols):
+                z = (row[j] - mean[k]) / std[k]
+                if z != z:
+                    z = 0.0
+                elif z > clip:
+                    z = clip
+                elif z < -clip:
+                    z = -clip
+                state[k] += alpha * (z - state[k])
+            smoothed.append(list(state))
         settled = smoothed[self.span:]
-        self._mean, self._std = mean, std
-        self._mean_list, self._std_list = mean.tolist(), std.tolist()
-        self._centre = settled.mean(axis=0)
-        self._cov = np.cov(settled, rowvar=False).reshape(len(self._used), len(self._used))
+        self._mean_list, self._std_list = mean, std
+        self._centre = column_means(settled, d)
+        self._cov = covariance(settled, self._centre)
         self._refresh()
         assert self._prec is not None
-        diff = settled - self._centre
-        t2 = np.einsum("ij,jk,ik->i", diff, self._prec, diff)
-        self._scale = max(float(np.quantile(t2, self.quantile)), 1e-9) * self.margin
+        centre, prec = self._centre, self._prec
+        t2 = [quadratic([r[k] - centre[k] for k in range(d)], prec) for r in settled]
+        self._scale = max(quantile(t2, self.quantile), 1e-9) * self.margin
         self._state = state
 
     def _refresh(self) -> None:
-        import numpy as np
-
+        """The precision matrix: the covariance as a correlation shrunk towards the identity,
+        inverted, and scaled back."""
         assert self._cov is not None
-        std = np.sqrt(np.clip(np.diag(self._cov), 1e-12, None))
-        corr = self._cov / np.outer(std, std)
-        shrunk = (1.0 - self.shrinkage) * corr + self.shrinkage * np.eye(len(std))
-        self._prec = np.linalg.inv(shrunk) / np.outer(std, std)
+        cov = self._cov
+        d = len(cov)
+        std = [math.sqrt(max(cov[i][i], 1e-12)) for i in range(d)]
+        keep = 1.0 - self.shrinkage
+        shrunk = [
+            [keep * (cov[i][j] / (std[i] * std[j])) + (self.shrinkage if i == j else 0.0)
+             for j in range(d)]
+            for i in range(d)
+        ]
+        inv = inverse(shrunk)
+        self._prec = [[inv[i][j] / (std[i] * std[j]) for j in range(d)] for i in range(d)]
 
     def learn_one(self, x: Mapping[str, float]) -> None:
         """Collect warm-up samples, then (with ``adapt_rate``) follow normal slowly."""
@@ -441,17 +462,18 @@ class MewmaScorer:
             return
         if self.adapt_rate <= 0.0 or self._state is None:
             return
-        assert self._mean is not None and self._std is not None
         assert self._centre is not None and self._cov is not None
-        import numpy as np
-
         a = self.adapt_rate
-        raw = np.asarray(self._raw(x), dtype=np.float64)
-        present = np.isfinite(raw)
-        self._mean[present] += a * (raw[present] - self._mean[present])
-        self._mean_list = self._mean.tolist()
-        diff = self._state - self._centre
-        self._cov = (1.0 - a) * self._cov + a * np.outer(diff, diff)
+        mean = self._mean_list
+        for k, v in enumerate(self._raw(x)):
+            if math.isfinite(v):
+                mean[k] += a * (v - mean[k])
+        diff = [s - c for s, c in zip(self._state, self._centre, strict=True)]
+        keep = 1.0 - a
+        self._cov = [
+            [keep * cij + a * (di * dj) for cij, dj in zip(row, diff, strict=True)]
+            for row, di in zip(self._cov, diff, strict=True)
+        ]
         self._learned += 1
         if self._learned % self.refresh_every == 0:
             self._refresh()
@@ -459,12 +481,15 @@ class MewmaScorer:
     def reset_window(self) -> None:
         """Restart the smoothing from the learned normal (the model itself is kept)."""
         if self._centre is not None:
-            self._state = self._centre.copy()
+            self._state = list(self._centre)
 
     def score_one(self, x: Mapping[str, float]) -> float:
         """T² of the smoothed standardised vector over the calibrated edge of normal."""
-        if self._prec is None or self._state is None or self._centre is None:
+        state, centre, prec = self._state, self._centre, self._prec
+        if prec is None or state is None or centre is None:
             return 0.0
-        self._state += self.alpha * (self._standard(x) - self._state)
-        diff = self._state - self._centre
-        return float(diff @ self._prec @ diff) / self._scale
+        alpha = self.alpha
+        for k, z in enumerate(self._standard(x)):
+            state[k] += alpha * (z - state[k])
+        diff = [s - c for s, c in zip(state, centre, strict=True)]
+        return quadratic(diff, prec) / self._scale
