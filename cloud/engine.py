@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +25,9 @@ from cloud.webhooks import Transport, WebhookDelivery, http_transport
 log = logging.getLogger(__name__)
 
 PHOTO_CLEANUP_INTERVAL_S = 3600.0
+WEBHOOK_SPACING_S = 0.2
+"""Webhook passes woken by commits come at most this often (each pass costs a few queries
+per subscriber, and a busy site commits many changes a second)."""
 
 
 @dataclass
@@ -79,8 +83,27 @@ class Engine:
         await self._repeat(self.run_once, "engine", self._ctx.settings.engine_interval)
 
     async def deliver_forever(self) -> None:
-        """Repeat :meth:`deliver_once` every second or so."""
-        await self._repeat(self.deliver_once, "webhook", 1.0)
+        """Repeat :meth:`deliver_once`: as soon as a change is committed (the live stream's
+        signal, :mod:`cloud.change_signal`), at most every :data:`WEBHOOK_SPACING_S`, and
+        every ``webhook_poll_interval`` regardless (retries after a backoff, and changes of
+        other workers when no listener runs)."""
+        signal = self._ctx.db.changes
+        poll = self._ctx.settings.webhook_poll_interval
+        while True:
+            ticket = signal.ticket()  # before the pass: a commit during it gets a pass
+            started = time.monotonic()
+            try:
+                await run_in_threadpool(self.deliver_once)
+            except Exception:  # the boundary of a long-running task: count, log, keep going
+                self.report.errors += 1
+                log.exception("webhook pass failed (%d failures so far)", self.report.errors)
+            try:
+                spacing = WEBHOOK_SPACING_S - (time.monotonic() - started)
+                if spacing > 0:
+                    await asyncio.sleep(spacing)
+                await signal.wait(ticket, max(0.0, poll - (time.monotonic() - started)))
+            finally:
+                signal.discard(ticket)
 
     async def _repeat(self, step: Callable[[], object], name: str, interval: float) -> None:
         while True:

@@ -56,6 +56,9 @@ class Settings(BaseModel):
     own) for changes other workers commit, so its streams see them at once. Turn off behind a
     pooler that cannot hold a LISTEN (PgBouncer in transaction mode): streams then see other
     workers' changes at the next poll."""
+    webhook_poll_interval: Duration = 1.0
+    """Seconds between webhook passes when no commit wakes them (a committed change wakes
+    them at once, at most every 0.2 s)."""
     webhook_timeout: Duration = 5.0
     webhook_retry_initial: Duration = 2.0
     webhook_retry_max: Duration = 600.0

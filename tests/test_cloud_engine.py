@@ -264,3 +264,34 @@ def test_a_failing_engine_pass_is_counted_and_the_engine_keeps_going(url: str) -
     assert asyncio.run(drive()) == 1
     assert engine.report.errors >= 3
     db.dispose()
+
+
+def test_a_committed_change_wakes_the_webhook_delivery(tmp_path: Path) -> None:
+    """The delivery pass runs when a change is committed, not at its poll: the poll is made
+    30 s here, so only the wake-up can deliver within the test's time."""
+    import time
+
+    transport = FakeTransport()
+    settings = settings_for(f"sqlite:///{tmp_path}/cloud.db", run_engine=True,
+                            webhook_poll_interval=30.0, engine_interval=3600.0)
+    app = create_app(settings, clock=ManualClock(T0), webhook_transport=transport)
+    provision_site(settings, "s1", "Site one", [])
+    create_user(settings, "ada", "password-123", "admin", ["s1"])
+    with TestClient(app) as client:
+        admin_login = client.post("/api/v1/auth/login",
+                                  json={"username": "ada", "password": "password-123"})
+        admin = {"Authorization": f"Bearer {admin_login.json()['access_token']}"}
+        reply = client.post("/api/v1/webhooks", headers=admin,
+                            json={"url": "https://example.test/hook", "site_id": "s1"})
+        assert reply.status_code == 201, reply.text
+        time.sleep(0.5)  # the first pass (at start) is over; the next is 30 s away
+        assert transport.calls == []
+        gw = {"Authorization": f"Bearer {issue_gateway_token(settings, 's1')}"}
+        client.post("/api/v1/events", headers=gw,
+                    json={"events": [event().model_dump(mode="json")]})
+        deadline = time.monotonic() + 10.0
+        while not transport.calls and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert transport.calls, "the committed order did not wake the webhook delivery"
+        topics = [c["topic"] for c in json.loads(transport.calls[0][1])["changes"]]
+        assert topics == ["work_order.created"]
