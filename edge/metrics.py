@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,14 +87,27 @@ class Metrics:
             if full not in seen:
                 lines.append(f"# TYPE {full} counter")
                 seen.add(full)
-            lines.append(f"{full}{_fmt_labels(labels)} {value:g}")
+            lines.append(f"{full}{_fmt_labels(labels)} {_fmt_value(value)}")
         for (name, labels), value in sorted(gauges.items()):
             full = f"{PREFIX}{name}"
             if full not in seen:
                 lines.append(f"# TYPE {full} gauge")
                 seen.add(full)
-            lines.append(f"{full}{_fmt_labels(labels)} {value:g}")
+            lines.append(f"{full}{_fmt_labels(labels)} {_fmt_value(value)}")
         return "\n".join(lines) + "\n"
+
+
+def _fmt_value(value: float) -> str:
+    """A sample value at full precision (``:g`` kept six digits: a counter past a million
+    or a Unix timestamp lost its last digits); Prometheus' spellings for the infinities."""
+    v = float(value)
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    if v.is_integer() and abs(v) < 2**53:
+        return str(int(v))
+    return repr(v)
 
 
 def _fmt_labels(labels: Labels) -> str:

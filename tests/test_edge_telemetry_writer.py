@@ -106,6 +106,26 @@ def test_a_full_queue_makes_submit_wait_and_nothing_is_dropped() -> None:
     w.stop()
 
 
+def test_small_bursts_join_the_last_queued_one_instead_of_filling_the_queue() -> None:
+    """While a write is in flight, a stream of small bursts must not make the runner wait:
+    the bound counts writes, and small bursts share one."""
+    rec = Recorder()
+    full: list[int] = []
+    w = make(rec, max_items=2, max_merge=50, on_full=lambda: full.append(1))
+    w.start()
+    rec.gate.clear()
+    w.submit([0])
+    assert rec.entered.wait(5)  # held
+    seqs = [w.submit([i]) for i in range(1, 101)]  # 100 bursts; room for 2 writes of 50
+    assert full == [], "submit waited for room"
+    assert seqs == list(range(2, 102))
+    rec.gate.set()
+    wait_until(lambda: w.done == 101)
+    assert [r for batch in rec.writes for r in batch] == list(range(101)), "order kept"
+    assert [len(b) for b in rec.writes] == [1, 50, 50]
+    assert w.stop()
+
+
 def test_stop_writes_everything_queued() -> None:
     rec = Recorder()
     w = make(rec, max_items=100, max_merge=1)

@@ -5,11 +5,13 @@ The runner hands each burst's readings to :meth:`TelemetryWriterThread.submit` a
 with the next burst; the thread calls the runner's ``write_readings`` (which writes to every
 output and spools what an output could not take) in submission order. Guarantees:
 
-* **Back-pressure, not drops.** The queue holds at most ``max_items`` bursts; ``submit``
+* **Back-pressure, not drops.** The queue holds at most ``max_items`` writes; ``submit``
   waits for room (``on_full`` is called once per wait, for a counter). Nothing is dropped.
 * **Order.** Bursts are written in the order submitted; consecutive bursts waiting in the
   queue are merged into one write of up to ``max_merge`` readings (fewer, larger requests
-  when the database is slower than the stream).
+  when the database is slower than the stream). A burst joins the one queued last when
+  both fit in one write, so ``max_items`` bounds writes waiting, not bursts: small bursts
+  do not fill the queue while a write is in flight.
 * **Done means written or spooled.** :attr:`done` is the sequence number of the last burst
   handled; the runner acknowledges a burst's MQTT messages only once ``done`` has reached
   it, so a crash can lose no acknowledged reading (the broker redelivers the others).
@@ -44,7 +46,8 @@ R = TypeVar("R")
 E = TypeVar("E")
 
 DEFAULT_MAX_ITEMS = 8
-"""Bursts waiting at most (about 4,000 readings with the runner's bursts of 500)."""
+"""Writes waiting at most (bursts queued one behind the other share a write of up to
+``max_merge`` readings: 40,000 readings at most with the defaults)."""
 DEFAULT_MAX_MERGE = 5000
 """Readings per merged write at most (the writer's default ``batch_size``)."""
 _LINGER_STEP = 0.002
@@ -153,6 +156,16 @@ class TelemetryWriterThread(Generic[R, E]):
 
     def _put(self, readings: list[R] | None, events: list[E] | None) -> int:
         with self._cond:
+            if readings is not None and self._alive() and self._items:
+                tail = self._items[-1][1]
+                if tail is not None and len(tail) + len(readings) <= self._max_merge:
+                    # joins the burst queued last: the bound counts writes, not bursts, so
+                    # a stream of small bursts never makes the runner wait for room
+                    self._submitted += 1
+                    tail.extend(readings)
+                    self._items[-1] = (self._submitted, tail, None)
+                    self._cond.notify_all()
+                    return self._submitted
             if self._alive() and len(self._items) >= self._max_items:
                 if self._on_full is not None:
                     self._on_full()
