@@ -386,7 +386,10 @@ class MqttInput:
                     timeout = 1.0 if not keepalive else min(1.0, keepalive / 4)
                 more = False
                 ready = selector.select(timeout)
-                if not paused and (ready or timeout == 0.0):
+                # the runner may have filled up during the wait: then read nothing now
+                filled = (not paused and self._paused is not None and self.connected
+                          and self._paused())
+                if not paused and not filled and (ready or timeout == 0.0):
                     got, more = self._read(sock, reader)
                     if got:
                         last_heard = time.monotonic()
