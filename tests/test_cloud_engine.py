@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -20,6 +21,7 @@ from cloud.app import create_app
 from cloud.bootstrap import create_user, issue_gateway_token, provision_site
 from cloud.clock import ManualClock
 from cloud.engine import Engine
+from cloud.settings import Settings
 from device_profiles.site import DeviceConfig
 from tests.servers_cloud import T0, CloudHarness, event, harness, settings_for
 
@@ -53,6 +55,22 @@ def cloud(url: str) -> Iterator[CloudHarness]:
         yield h
 
 
+def _admin_with_webhook(
+    settings: Settings, client: TestClient
+) -> tuple[dict[str, str], httpx.Response]:
+    """Site s1, its admin ada (logged in) and a webhook of s1: (ada's headers, the reply
+    that created the webhook)."""
+    provision_site(settings, "s1", "Site one", [])
+    create_user(settings, "ada", "password-123", "admin", ["s1"])
+    admin_login = client.post("/api/v1/auth/login",
+                              json={"username": "ada", "password": "password-123"})
+    admin = {"Authorization": f"Bearer {admin_login.json()['access_token']}"}
+    reply = client.post("/api/v1/webhooks", headers=admin,
+                        json={"url": "https://example.test/hook", "site_id": "s1"})
+    assert reply.status_code == 201, reply.text
+    return admin, reply
+
+
 def _engine(cloud: CloudHarness) -> Engine:
     engine: Engine = cloud.client.app.state.engine  # type: ignore[attr-defined]
     return engine
@@ -63,15 +81,8 @@ def test_webhooks_are_signed_and_retried_with_backoff(url: str) -> None:
     settings = settings_for(url, webhook_retry_initial=2.0, webhook_retry_max=5.0)
     clock = ManualClock(T0)
     app = create_app(settings, clock=clock, webhook_transport=transport)
-    provision_site(settings, "s1", "Site one", [])
-    create_user(settings, "ada", "password-123", "admin", ["s1"])
     with TestClient(app) as client:
-        admin_login = client.post("/api/v1/auth/login",
-                                  json={"username": "ada", "password": "password-123"})
-        admin = {"Authorization": f"Bearer {admin_login.json()['access_token']}"}
-        reply = client.post("/api/v1/webhooks", headers=admin,
-                            json={"url": "https://example.test/hook", "site_id": "s1"})
-        assert reply.status_code == 201, reply.text
+        admin, reply = _admin_with_webhook(settings, client)
         secret = reply.json()["secret"]
         gw = {"Authorization": f"Bearer {issue_gateway_token(settings, 's1')}"}
         client.post("/api/v1/events", headers=gw,
@@ -275,15 +286,8 @@ def test_a_committed_change_wakes_the_webhook_delivery(tmp_path: Path) -> None:
     settings = settings_for(f"sqlite:///{tmp_path}/cloud.db", run_engine=True,
                             webhook_poll_interval=30.0, engine_interval=3600.0)
     app = create_app(settings, clock=ManualClock(T0), webhook_transport=transport)
-    provision_site(settings, "s1", "Site one", [])
-    create_user(settings, "ada", "password-123", "admin", ["s1"])
     with TestClient(app) as client:
-        admin_login = client.post("/api/v1/auth/login",
-                                  json={"username": "ada", "password": "password-123"})
-        admin = {"Authorization": f"Bearer {admin_login.json()['access_token']}"}
-        reply = client.post("/api/v1/webhooks", headers=admin,
-                            json={"url": "https://example.test/hook", "site_id": "s1"})
-        assert reply.status_code == 201, reply.text
+        _admin_with_webhook(settings, client)
         time.sleep(0.5)  # the first pass (at start) is over; the next is 30 s away
         assert transport.calls == []
         gw = {"Authorization": f"Bearer {issue_gateway_token(settings, 's1')}"}
