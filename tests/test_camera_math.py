@@ -172,3 +172,44 @@ def test_erratic_sideways_motion_is_refused() -> None:
     fit = check_fall(t, x, y, CAL, FallParams(), fps=FPS)
     assert not fit.is_fall
     assert fit.reason == "erratic"
+
+
+# A 640 x 360 view looking up at 17 floors: near the top a floor is 3 or 4 pixels.
+COARSE = Calibration.from_dict({
+    "floor_lines": [314.66, 238.41, 189.09, 154.56, 129.05, 109.42, 93.86, 81.22, 70.74, 61.92,
+                    54.39, 47.88, 42.21, 37.22, 32.79, 28.84, 25.29, 22.08],
+    "masks": [[[0.0, 317.0], [639.0, 317.0], [639.0, 359.0], [0.0, 359.0]]],
+    "facade": [[80.0, 314.7], [560.0, 314.7], [362.6, 22.1], [277.4, 22.1]],
+    "floor_height_m": 2.933,
+})
+
+
+def test_an_edge_jittering_in_place_then_jumping_a_few_pixels_is_not_a_fall() -> None:
+    # seen in CI (a shaken camera at night): an edge sat at one pixel for 23 frames, then
+    # showed 4 px lower once the shake stopped; at 1 px per metre that fits a fall
+    frames = [*range(57, 80), 82, 83, 84]
+    y = np.array([23.0] * 23 + [27.0] * 3)
+    x = np.array([303.0] * 23 + [298.0] * 3)
+    t = np.asarray(frames, float) / FPS
+    loose = check_fall(t, x, y, COARSE, FallParams(min_descent_px=0.0), fps=FPS)
+    assert loose.is_fall  # what the shape test alone says
+    fit = check_fall(t, x, y, COARSE, fps=FPS)
+    assert not fit.is_fall
+    assert fit.reason == "descent"
+
+
+def test_a_fall_from_the_top_of_a_coarse_view_is_still_a_fall() -> None:
+    # the same corner of the view, a stone released at the top floor: after one second it
+    # is only 6 px lower (refused, like the edge above), after 1.5 s 15 px (a fall)
+    z0 = 16 * 2.933
+    t = np.arange(0, 26) / FPS
+    z = z0 - 0.5 * 9.81 * t * t
+    y = np.array([COARSE.row_of_coord(float(c)) for c in z / 2.933])
+    assert check_fall(t, np.full(t.size, 320.0), y, COARSE, fps=FPS).reason == "descent"
+    t = np.arange(0, 38) / FPS
+    z = z0 - 0.5 * 9.81 * t * t
+    y = np.array([COARSE.row_of_coord(float(c)) for c in z / 2.933])
+    x = np.full(t.size, 320.0)
+    fit = check_fall(t, x, y, COARSE, fps=FPS)
+    assert y[-1] - y[0] > 8.0
+    assert fit.is_fall, fit.reason

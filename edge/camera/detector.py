@@ -163,20 +163,12 @@ class ThrowDetector:
                 and abs(prev.x - x) <= self.p.dedupe_px):
             return True
         f0, x0, y0 = tr.frames[0], tr.xs[0], tr.ys[0]
-        prev_track = self._tracks_of.get(id(prev))
-        last_f, last_x, _ = prev.trajectory[-1]
-        if prev_track is not None:
-            last_f, last_x = prev_track.frames[-1], prev_track.xs[-1]
+        last_f, last_x = self._lost_at(prev)
         # a continuation starts after the earlier track was lost, and soon after
         if f0 <= last_f - 2 or f0 - last_f > self.fps:
             return False
         fit = prev.fit
-        tau = np.array([f0 / self.fps - fit.release_t])
-        h_rel = self.cal.floor_coord(fit.release_y) * self.cal.floor_height_m
-        h = float(h_rel) - float(fall_drop(tau, fit.g_factor * G, fit.terminal_mps)[0])
-        y_pred = self.cal.row_of_coord(h / self.cal.floor_height_m)
-        if not (abs(y0 - y_pred) <= 12.0 + 0.1 * abs(y_pred - prev.release_y)
-                and abs(x0 - last_x) <= self.p.dedupe_px):
+        if not (self._on_path(prev, f0, y0) and abs(x0 - last_x) <= self.p.dedupe_px):
             return False
         # and moves at the earlier fall's speed there (not a second object released where
         # the first one happened to pass)
@@ -188,6 +180,32 @@ class ThrowDetector:
         v_mps = float(fall_speed(mid, fit.g_factor * G, fit.terminal_mps)[0])
         v_pred = v_mps * float(self.cal.pixels_per_metre((y0 + tr.ys[k]) / 2.0)) / self.fps
         return abs(v_seen - v_pred) <= 0.5 + 0.25 * v_pred
+
+    def _on_path(self, alarm: Alarm, frame: int, y: float) -> bool:
+        """Whether row ``y`` at ``frame`` lies on the alarm's fitted fall path."""
+        fit = alarm.fit
+        tau = np.array([frame / self.fps - fit.release_t])
+        h_rel = self.cal.floor_coord(fit.release_y) * self.cal.floor_height_m
+        h = float(h_rel) - float(fall_drop(tau, fit.g_factor * G, fit.terminal_mps)[0])
+        y_pred = self.cal.row_of_coord(h / self.cal.floor_height_m)
+        return abs(y - y_pred) <= 12.0 + 0.1 * abs(y_pred - alarm.release_y)
+
+    def _lost_at(self, alarm: Alarm) -> tuple[int, float]:
+        """Frame and column of the alarmed object's last sighting: the last one of its track
+        still descending along the fitted fall path (a track that lost the object may have
+        been caught by a blob that sits still, a lit window, while the object goes on as a
+        new track)."""
+        last_f, last_x, last_y = alarm.trajectory[-1]
+        tr = self._tracks_of.get(id(alarm))
+        if tr is None:
+            return last_f, last_x
+        for f, x, y in zip(tr.frames, tr.xs, tr.ys, strict=True):
+            if f <= last_f:
+                continue
+            if y <= last_y or not self._on_path(alarm, f, y):
+                break
+            last_f, last_x, last_y = f, x, y
+        return last_f, last_x
 
     def _judge(self, tr: Track, frame_index: int, final: bool) -> Alarm | None:
         """Alarm if the track is a new fall: its whole chain of fragments first, then the

@@ -12,9 +12,11 @@ per size band of object area (``>= 16 px``, ``6 to 15 px``, ``< 6 px``) for thro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,30 +165,40 @@ def _run_clip(video: Path) -> tuple[ClipMeta, ClipResult] | str:
         return str(exc)
 
 
-def evaluate(folder: Path | str, jobs: int = 1) -> dict[str, Any]:
+def evaluate(folder: Path | str, jobs: int = 1,
+             progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """Run every clip under ``folder`` (``jobs`` clips at a time, each on one thread: the
     CPU time per clip, and so frames/s per core, does not depend on ``jobs``); return the
-    summary mapping."""
+    summary mapping. ``progress(done, total, clip name)`` is called as each clip is
+    tallied."""
     tally = Tally()
     clips = find_clips(folder)
     if not clips:
         raise ClipError(f"{folder}: no clip (NAME.mp4|NAME.avi beside NAME.json) found")
-    if jobs > 1:
-        from multiprocessing import Pool
+    with contextlib.ExitStack() as stack:
+        if jobs > 1:
+            from multiprocessing import Pool
 
-        with Pool(jobs) as pool:
-            results = pool.map(_run_clip, clips, chunksize=1)
-    else:
-        results = [_run_clip(v) for v in clips]
-    for video, out in zip(clips, results, strict=True):
-        if isinstance(out, str):
-            tally.errors.append(out)
-            log.warning("skipping clip: %s", out)
-            continue
-        meta, res = out
-        tally.add_clip(video.name, meta, res.alarms, res.frames, res.seconds_cpu,
-                       res.rejections)
+            pool = stack.enter_context(Pool(jobs))
+            results: Iterable[tuple[ClipMeta, ClipResult] | str] = pool.imap(
+                _run_clip, clips, chunksize=1)
+        else:
+            results = map(_run_clip, clips)
+        for done, (video, out) in enumerate(zip(clips, results, strict=True), start=1):
+            if isinstance(out, str):
+                tally.errors.append(out)
+                log.warning("skipping clip: %s", out)
+            else:
+                meta, res = out
+                tally.add_clip(video.name, meta, res.alarms, res.frames, res.seconds_cpu,
+                               res.rejections)
+            if progress is not None:
+                progress(done, len(clips), video.name)
     return tally.summary()
+
+
+def _progress_line(done: int, total: int, name: str) -> None:
+    print(f"  {done}/{total} clips ({name})", file=sys.stderr, flush=True)
 
 
 def _human(s: dict[str, Any]) -> str:
@@ -209,7 +221,8 @@ def _human(s: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        summary = evaluate(args.dir, max(1, int(getattr(args, "jobs", 1) or 1)))
+        summary = evaluate(args.dir, max(1, int(getattr(args, "jobs", 1) or 1)),
+                           progress=_progress_line)
     except ClipError as exc:
         print(f"gatehouse eval throwing: {exc}", file=sys.stderr)
         return 2

@@ -13,8 +13,8 @@ velocity ``vt`` (a stone: inf; paper or a bag: a few m/s) and release time ``t_r
 height, so the origin floor is back-traced even when the first frames of the fall were
 missed. A track is a fall only if the model fits to within pixel noise, the speed grows
 along the track (rain and gliding birds move at constant speed), the object descends at
-least ``min_descent_floors``, and its sideways motion is steady and slower than
-``max_sideways_mps``.
+least ``min_descent_floors`` and ``min_descent_px``, and its sideways motion is steady and
+slower than ``max_sideways_mps``.
 
 Two kinds of fall show little acceleration and get their own, stricter tests:
 
@@ -54,6 +54,11 @@ class FallParams:
     min_points: int = 10
     min_duration_s: float = 0.3
     min_descent_floors: float = 1.0
+    min_descent_px: float = 8.0
+    """A track that descends fewer pixels than this is no evidence of a fall whatever its
+    fit: near the top of a low-resolution view a floor is 3 or 4 pixels, so an edge that
+    jitters in place while the camera shakes and then jumps by the shake's few pixels fits
+    a fall within the shape tolerance (``max_rms_px``). A real fall keeps descending."""
     max_rms_px: float = 2.5
     min_speed_gain_mps: float = 2.0
     max_sideways_mps: float = 12.0
@@ -178,7 +183,7 @@ def _check_fall(
     if t[-1] - t[0] < p.min_duration_s:
         return FallFit(False, "short")
     coord = cal.floor_coord(y)
-    if coord[0] - coord[-1] < p.min_descent_floors:
+    if coord[0] - coord[-1] < p.min_descent_floors or y[-1] - y[0] < p.min_descent_px:
         return FallFit(False, "descent")
     h = coord * cal.floor_height_m
     ppm = cal.pixels_per_metre(y)
