@@ -47,6 +47,7 @@ from device_profiles.loader import load_profiles
 from device_profiles.messages import Event, Reading
 from device_profiles.schema import DeviceProfile
 from device_profiles.site import SiteConfig
+from edge.allocator import release_free
 from edge.backoff import Backoff
 from edge.camera_bridge import FRAME_CHANNEL, CameraBridge, video_cameras
 from edge.datalock import DataDirLock
@@ -54,6 +55,7 @@ from edge.deadletter import DeadLetters
 from edge.detection import DEFAULT_CONFIRM_PERIODS, Detection, MonitorsFactory
 from edge.detectors.base import build_monitors
 from edge.detectors.compact import spill_warmup_rows_to, stop_spilling_to
+from edge.detectors.fit_budget import limit_fitting, stop_limiting
 from edge.diskguard import DiskGuard, statvfs_free
 from edge.events import outbox_entry
 from edge.forwarder import Forwarder
@@ -126,6 +128,15 @@ class AgentOptions:
     telemetry_quiet: float = 0.005
     """A write stops waiting once no message has arrived for this long (an idle site, or a
     broker holding back until it gets acks), so the wait never stalls an in-flight window."""
+    release_memory_every: float | None = 60.0
+    """Seconds between asking the C allocator to return its free pages to the system
+    (``malloc_trim``; glibc only, a few milliseconds; ``None``: never). See
+    :mod:`edge.allocator`."""
+    fit_share: float | None = 0.1
+    """Seconds per second the runner may spend fitting learned models at most (``None``:
+    no cap). Hundreds of pump models that finish their warm-up together then fit over a
+    few minutes instead of holding every message back while they fit (see
+    :mod:`edge.detectors.fit_budget`)."""
     forward: bool = True
     """Run the forwarder thread (off in tests that look at the outbox itself)."""
     episode_confirm_periods: float = DEFAULT_CONFIRM_PERIODS
@@ -139,6 +150,10 @@ class AgentOptions:
             raise ValueError("telemetry_linger and telemetry_quiet must not be negative")
         if not self.episode_confirm_periods > 0:
             raise ValueError("episode_confirm_periods must be positive")
+        if self.release_memory_every is not None and not self.release_memory_every > 0:
+            raise ValueError("release_memory_every must be positive (or None for never)")
+        if self.fit_share is not None and not 0.0 < self.fit_share <= 1.0:
+            raise ValueError("fit_share must be in (0, 1] (or None for no cap)")
         if self.queue_max <= self.receive_maximum:
             raise ValueError("queue_max must exceed receive_maximum (QoS 1 is never dropped)")
 
@@ -196,6 +211,9 @@ class Agent:
         self.guard.ensure_reserve()
         self._warmup_dir = self.data_dir / WARMUP_DIR
         spill_warmup_rows_to(self._warmup_dir)
+        self._fit_budget = limit_fitting(opts.fit_share)
+        if self._fit_budget is not None:
+            self.metrics.add_collector(self._fit_budget.samples)
         self.validator = Validator(site, self.profiles, max_payload=opts.max_payload, clock=clock)
         self.detection = Detection(
             site, self.profiles, monitor_factory=monitor_factory, metrics=self.metrics,
@@ -273,6 +291,7 @@ class Agent:
         """Wall-clock time the first message was received (0 before); with the time of the
         last acknowledgement it times a drain to the millisecond (the ingest benchmark)."""
         self._last_ack_at = 0.0
+        self._release_at = time.monotonic() + (self.options.release_memory_every or 0.0)
         self._final: dict[str, Any] | None = None
         self.metrics.add_collector(self._gauges)
 
@@ -343,6 +362,7 @@ class Agent:
         self.outbox.close()
         self.deadletters.close()
         stop_spilling_to(self._warmup_dir)
+        stop_limiting(self._fit_budget)
         self._lock_file.release()
 
     @property
@@ -589,6 +609,13 @@ class Agent:
         if not self._pending.empty():
             self._flush(retry_events=time.monotonic() >= self._retry_at)
         self._check_disk()
+        every = self.options.release_memory_every
+        if every is not None and time.monotonic() >= self._release_at:
+            self._release_at = time.monotonic() + every
+            started = time.perf_counter()
+            if release_free():
+                self.metrics.inc("allocator_releases")
+            self.metrics.inc("allocator_release_seconds", time.perf_counter() - started)
 
     def _flush(self, *, retry_events: bool = True) -> bool:
         """Make pending events durable (critical first), then ack; ``True`` when all done.

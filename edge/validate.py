@@ -23,13 +23,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
-from device_profiles.messages import CHANNELS, EventState, Reading, telemetry_topic
+from device_profiles.messages import EventState, Reading, telemetry_topic
 from device_profiles.schema import DeviceProfile, FieldSpec
-from device_profiles.site import DeviceConfig, SiteConfig
+from device_profiles.site import SiteConfig
 from edge.topics import parse_topic
 
 DEFAULT_MAX_PAYLOAD = 64 * 1024
@@ -165,21 +165,33 @@ class _KindChecks:
         return cls(fields=table, required=tuple(profile.required))
 
 
+class _Device(NamedTuple):
+    """What validation needs of a device (the site's ``DeviceConfig`` models are larger and
+    not kept here)."""
+
+    id: str
+    kind: str
+
+
 @dataclass(frozen=True, slots=True)
 class _Route:
-    """A valid topic of the site: its device, profile, channel and the kind's checks."""
+    """A valid telemetry topic of the site: its device, profile and the kind's checks."""
 
-    device: DeviceConfig
+    device: _Device
     profile: DeviceProfile
-    channel: str
     checks: _KindChecks
-    identity: tuple[tuple[str, str], ...]
 
 
 class Validator:
     """Checks messages of one site against its device list and the kinds' profiles.
 
     ``clock`` stamps status messages that carry no timestamp (a bare ``online``).
+
+    Telemetry topics are looked up in a table built once (nearly every message is
+    telemetry); status and event messages, a few a day per device, take the general path,
+    which parses the topic. The table holds one entry per device, shared objects otherwise:
+    on a 5,000-device estate every per-device object kept here is megabytes of the agent's
+    memory.
     """
 
     def __init__(
@@ -197,27 +209,22 @@ class Validator:
         if missing:
             raise ValueError(f"no profile for kind(s): {', '.join(missing)}")
         self._site_id = site.site_id
-        self._devices: dict[str, DeviceConfig] = {d.id: d for d in devices}
+        self._devices: dict[str, _Device] = {d.id: _Device(d.id, d.kind) for d in devices}
         self._profiles = dict(profiles)
         self._max_payload = max_payload
         self._clock = clock
         checks = {kind: _KindChecks.of(profile) for kind, profile in self._profiles.items()}
         self._routes: dict[str, _Route] = {}
         for device in self._devices.values():
-            for channel in CHANNELS:
-                topic = telemetry_topic(site.site_id, device.kind, device.id, channel)
-                parts = parse_topic(topic)
-                if parts is None or (parts.site_id, parts.kind, parts.device_id) != (
-                    site.site_id, device.kind, device.id
-                ):
-                    continue  # an id the topic grammar cannot carry: the full path decides
-                self._routes[topic] = _Route(
-                    device=device, profile=self._profiles[device.kind], channel=channel,
-                    checks=checks[device.kind],
-                    identity=(
-                        ("device_id", device.id), ("site_id", site.site_id), ("kind", device.kind)
-                    ),
-                )
+            topic = telemetry_topic(site.site_id, device.kind, device.id)
+            parts = parse_topic(topic)
+            if parts is None or (parts.site_id, parts.kind, parts.device_id) != (
+                site.site_id, device.kind, device.id
+            ):
+                continue  # an id the topic grammar cannot carry: the full path decides
+            self._routes[topic] = _Route(
+                device=device, profile=self._profiles[device.kind], checks=checks[device.kind]
+            )
 
     def validate(self, topic: str, payload: bytes) -> Validated:
         """Classify one message; bad input yields a :class:`Rejection`, never an exception."""
@@ -230,26 +237,21 @@ class Validator:
             return Rejection(exc.reason, exc.detail)
 
     def _validate_route(self, route: _Route, payload: bytes) -> Validated:
-        """:meth:`_validate` for a topic known to be one of the site's devices."""
+        """:meth:`_validate` for a telemetry topic of one of the site's devices."""
         if len(payload) > self._max_payload:
             raise _Invalid(Reason.TOO_LARGE, f"{len(payload)} bytes > {self._max_payload}")
         device = route.device
-        if route.channel == "status":
-            return self._status(device, payload)
         try:
             obj = loads_json(payload)
         except (ValueError, RecursionError) as exc:
             raise _Invalid(Reason.BAD_JSON, str(exc)[:200]) from None
         if type(obj) is not dict:
             raise _Invalid(Reason.NOT_AN_OBJECT, f"JSON {type(obj).__name__}, expected object")
-        for key, expected in route.identity:
-            if key in obj and obj[key] != expected:
-                self._check_identity(device, obj)  # raises with the reason and detail
+        if "device_id" in obj or "site_id" in obj or "kind" in obj:
+            self._check_identity(device, obj)  # raises if one names another device
         ts = obj.get("ts")
         if type(ts) is not float or not 0 < ts < _MAX_TS:
             ts = self._ts(obj)
-        if route.channel == "event":
-            return self._native_event(device, route.profile, obj, ts)
         return self._telemetry_fast(route, obj, ts)
 
     def _telemetry_fast(self, route: _Route, obj: dict[str, Any], ts: float) -> Reading:
@@ -326,7 +328,7 @@ class Validator:
             raise _Invalid(Reason.NOT_AN_OBJECT, f"JSON {type(obj).__name__}, expected object")
         return obj
 
-    def _check_identity(self, device: DeviceConfig, obj: Mapping[str, Any]) -> None:
+    def _check_identity(self, device: _Device, obj: Mapping[str, Any]) -> None:
         """A payload naming another device, site or kind than its topic is refused."""
         for key, expected in (
             ("device_id", device.id), ("site_id", self._site_id), ("kind", device.kind)
@@ -350,7 +352,7 @@ class Validator:
         return ts
 
     def _telemetry(
-        self, device: DeviceConfig, profile: DeviceProfile, obj: Mapping[str, Any], ts: float
+        self, device: _Device, profile: DeviceProfile, obj: Mapping[str, Any], ts: float
     ) -> Reading:
         values: dict[str, float] = {}
         for key, raw in obj.items():
@@ -368,7 +370,7 @@ class Validator:
         )
 
     def _native_event(
-        self, device: DeviceConfig, profile: DeviceProfile, obj: Mapping[str, Any], ts: float
+        self, device: _Device, profile: DeviceProfile, obj: Mapping[str, Any], ts: float
     ) -> NativeEvent:
         native = obj.get("type")
         if not isinstance(native, str):
@@ -391,7 +393,7 @@ class Validator:
             native_type=native, event_type=event_type, state=state, evidence=evidence,
         )
 
-    def _status(self, device: DeviceConfig, payload: bytes) -> StatusChange:
+    def _status(self, device: _Device, payload: bytes) -> StatusChange:
         text = payload.strip()
         ts: float | None = None
         word: object

@@ -6,10 +6,12 @@ posts to the real cloud app in process to check the two sides agree on the shape
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import tracemalloc
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from cloud.dashboard import install
@@ -20,6 +22,7 @@ from edge.outputs.cloud_summary import (
     CloudSummaryOutput,
     SummaryRejected,
     SummaryUnavailable,
+    batch_body,
     upload_evidence,
 )
 from tests.servers_cloud import T0, harness
@@ -43,11 +46,11 @@ class FakeTransport:
         self.errors: list[Exception] = []
         self.closed = False
 
-    def post(self, site_id: str, items: Sequence[Mapping[str, Any]]) -> None:
+    def post(self, site_id: str, items: Sequence[bytes]) -> None:
         assert site_id == "s1"
         if self.errors:
             raise self.errors.pop(0)
-        self.batches.append([dict(i) for i in items])
+        self.batches.append([orjson.loads(i) for i in items])
 
     def close(self) -> None:
         self.closed = True
@@ -142,6 +145,27 @@ def test_pending_minutes_are_bounded_and_the_oldest_dropped_first() -> None:
     assert [i["values"]["accel1_rms"] for i in t.items] == [3.0, 4.0, 5.0]
 
 
+def test_a_waiting_minute_costs_its_encoding_not_a_4_kib_buffer() -> None:
+    """Minutes wait in memory through a cloud outage: each as its JSON bytes, copied to
+    their own size (orjson's result keeps the 4 KiB buffer it wrote into)."""
+    t, clock = FakeTransport(), FakeClock()
+    t.errors = [SummaryUnavailable("down")]
+    out = output(t, clock, max_pending=1000)
+    devices = [f"b1-pump-{i}" for i in range(200)]
+    out.write([reading(M0 + 1, d, accel1_rms=1.0 + i, current_a=5.0)
+               for i, d in enumerate(devices)])
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        out.write([reading(M0 + 61, d, accel1_rms=2.0) for d in devices])  # closes 200
+        assert out.pump() == 0  # the cloud is down: all 200 wait
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert out.pending() == 200
+    assert held / 200 < 1024, f"{held / 200:.0f} bytes per waiting minute"
+
+
 def test_a_refused_batch_is_dropped_and_counted_not_retried_forever() -> None:
     t, clock = FakeTransport(), FakeClock()
     out = output(t, clock, batch_size=1)
@@ -181,9 +205,11 @@ def test_the_cloud_accepts_what_the_output_posts(tmp_path: Path) -> None:
         posted: list[Any] = []
 
         class ClientTransport:
-            def post(self, site_id: str, items: Sequence[Mapping[str, Any]]) -> None:
-                reply = h.client.post("/api/v1/telemetry", headers=h.gateway("s1"),
-                                      json={"site_id": site_id, "items": list(items)})
+            def post(self, site_id: str, items: Sequence[bytes]) -> None:
+                reply = h.client.post(
+                    "/api/v1/telemetry", content=batch_body(site_id, items),
+                    headers={**h.gateway("s1"), "Content-Type": "application/json"},
+                )
                 posted.append(reply.json())
                 if reply.status_code != 200:
                     raise SummaryRejected(reply.text)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Sequence
 
 import pytest
 
@@ -13,7 +15,9 @@ from device_profiles.site import DeviceConfig
 from edge.detectors import build_monitors
 from edge.detectors.base import DetectorConfigError
 from edge.detectors.chain import DetectorChain
+from edge.detectors.compact import RowBuffer
 from edge.detectors.scorers import MewmaScorer
+from edge.detectors.smallmat import Matrix, Vector, quadratic, quantile
 
 FIELDS = ("a", "b", "c")
 
@@ -153,3 +157,85 @@ def test_pump_model_learns_the_pump_then_raises_on_a_flow_drop_and_clears_after(
         states += [f.state for f in chain.observe(
             Reading("site", "water_pump", "p1", t + i, row(shift)))]
     assert states == ["raised", "cleared"]
+
+
+
+# The row-by-row definitions the pump model's fit followed before it went column by column
+# (the model must give the same numbers to the bit).
+def _column_means(rows: Sequence[Sequence[float]], width: int) -> Vector:
+    """The mean of each column (``rows`` must not be empty)."""
+    sums = [0.0] * width
+    for row in rows:
+        for j in range(width):
+            sums[j] += row[j]
+    n = len(rows)
+    return [s / n for s in sums]
+
+
+def _covariance(rows: Sequence[Sequence[float]], mean: Sequence[float]) -> Matrix:
+    """The sample covariance (divided by n - 1) of ``rows`` about ``mean``."""
+    d = len(mean)
+    acc = [[0.0] * d for _ in range(d)]
+    for row in rows:
+        diff = [row[j] - mean[j] for j in range(d)]
+        for i in range(d):
+            di = diff[i]
+            line = acc[i]
+            for j in range(i, d):
+                line[j] += di * diff[j]
+    n = max(1, len(rows) - 1)
+    for i in range(d):
+        for j in range(i, d):
+            acc[i][j] /= n
+            acc[j][i] = acc[i][j]
+    return acc
+
+
+def _row_by_row_fit(rows: list[list[float]], model: MewmaScorer) -> tuple[
+    list[float], list[list[float]], list[float], list[list[float]]
+]:
+    """The fit as it was written before it went column by column: the centre and
+    covariance of the settled smoothed vectors, the last state, and those vectors."""
+    width = len(rows[0])
+    mean, std = [], []
+    for j in range(width):
+        vals = [row[j] for row in rows if row[j] == row[j]]
+        m = math.fsum(vals) / len(vals)
+        mean.append(m)
+        std.append(math.sqrt(max(math.fsum((v - m) * (v - m) for v in vals) / len(vals), 1e-12)))
+    state = [0.0] * width
+    smoothed = []
+    for row in rows:
+        for k in range(width):
+            z = (row[k] - mean[k]) / std[k]
+            z = 0.0 if z != z else max(-model.clip, min(model.clip, z))
+            state[k] += model.alpha * (z - state[k])
+        smoothed.append(list(state))
+    settled = smoothed[model.span:]
+    centre = _column_means(settled, width)
+    return centre, _covariance(settled, centre), state, settled
+
+
+def test_the_column_by_column_fit_equals_the_row_by_row_definitions_to_the_bit() -> None:
+    rng = random.Random(11)
+    fields = ["a", "b", "c", "d"]
+    model = MewmaScorer(fields, warmup=300, span=10)
+    stored = RowBuffer(4)  # the warm-up as the model stores it (float32 offsets)
+    for i in range(300):
+        x = {f: rng.gauss(3.0 + k, 0.5 + k) for k, f in enumerate(fields)}
+        if i % 17 == 5:
+            x["b"] = math.nan  # missing now and then: counts as the mean
+        if i == 40:
+            x["c"] = 1e9  # one wild sample: clipped
+        stored.append([x[f] for f in fields])
+        model.learn_one(x)
+    assert model.ready
+    rows = [list(r) for r in zip(*stored.columns(), strict=True)]
+    centre, cov, state, settled = _row_by_row_fit(rows, model)
+    assert model._centre == centre
+    assert model._cov == cov
+    assert model._state == state
+    prec = model._prec
+    assert prec is not None
+    t2 = [quadratic([r[k] - centre[k] for k in range(4)], prec) for r in settled]
+    assert model._scale == max(quantile(t2, model.quantile), 1e-9) * model.margin

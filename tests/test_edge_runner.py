@@ -384,3 +384,27 @@ def test_one_agent_per_data_folder(tmp_path: Path) -> None:
         build()
     first.stop()
     build().stop()
+
+
+def test_the_agent_returns_free_memory_and_reports_its_model_fits(tmp_path: Path) -> None:
+    """The tick asks the C allocator to give free pages back every
+    ``release_memory_every`` seconds; the fit budget's gauges are on /metrics."""
+    agent = Agent(
+        make_site("s1", data_dir=tmp_path, mqtt_url="mqtt://127.0.0.1:9"), profiles=PROFILES,
+        options=AgentOptions(reserve_bytes=0, low_water_bytes=0, forward=False,
+                             tick_interval=0.02, release_memory_every=0.05, http_port=0),
+        outputs={}, monitor_factory=fake_monitors,
+    )
+    agent.start()
+    try:
+        wait_until(lambda: agent.metrics.counter("allocator_release_seconds") > 0)
+        text = httpx.get(f"http://127.0.0.1:{agent.http_port}/metrics").text
+        for name in ("model_fits 0", "model_fits_waiting 0", "model_fit_seconds 0",
+                     "allocator_release_seconds_total"):
+            assert f"gatehouse_edge_{name}" in text, name
+    finally:
+        agent.stop()
+    with pytest.raises(ValueError, match="release_memory_every"):
+        AgentOptions(release_memory_every=0)
+    with pytest.raises(ValueError, match="fit_share"):
+        AgentOptions(fit_share=1.5)

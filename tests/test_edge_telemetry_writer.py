@@ -61,13 +61,23 @@ def make(rec: Recorder, **kw: object) -> TelemetryWriterThread[int, str]:
     return TelemetryWriterThread(rec.write, rec.write_events, rec.idle, **kw)  # type: ignore[arg-type]
 
 
-def test_bursts_are_written_in_order_and_merged_while_the_writer_is_busy() -> None:
-    rec = Recorder()
-    w = make(rec, max_items=10, max_merge=6)
+def held(rec: Recorder, first: list[int], **kw: object) -> tuple[
+    TelemetryWriterThread[int, str], int
+]:
+    """A started writer whose first write (of ``first``) is in progress and held by the
+    recorder's gate; returns the writer and that burst's sequence number."""
+    w = make(rec, **kw)
     w.start()
     rec.gate.clear()
-    assert w.submit([1]) == 1
+    seq = w.submit(first)
     assert rec.entered.wait(5)  # the first burst is being written (held)
+    return w, seq
+
+
+def test_bursts_are_written_in_order_and_merged_while_the_writer_is_busy() -> None:
+    rec = Recorder()
+    w, first = held(rec, [1], max_items=10, max_merge=6)
+    assert first == 1
     seqs = [w.submit([2 * i, 2 * i + 1]) for i in range(1, 5)]
     w.submit_events(["e1"])
     w.submit([100])
@@ -83,11 +93,7 @@ def test_bursts_are_written_in_order_and_merged_while_the_writer_is_busy() -> No
 def test_a_full_queue_makes_submit_wait_and_nothing_is_dropped() -> None:
     rec = Recorder()
     full: list[int] = []
-    w = make(rec, max_items=2, max_merge=1, on_full=lambda: full.append(1))
-    w.start()
-    rec.gate.clear()
-    w.submit([0])
-    assert rec.entered.wait(5)
+    w, _ = held(rec, [0], max_items=2, max_merge=1, on_full=lambda: full.append(1))
     w.submit([1])
     w.submit([2])  # the queue (2) is now full
     done = threading.Event()
@@ -111,11 +117,7 @@ def test_small_bursts_join_the_last_queued_one_instead_of_filling_the_queue() ->
     the bound counts writes, and small bursts share one."""
     rec = Recorder()
     full: list[int] = []
-    w = make(rec, max_items=2, max_merge=50, on_full=lambda: full.append(1))
-    w.start()
-    rec.gate.clear()
-    w.submit([0])
-    assert rec.entered.wait(5)  # held
+    w, _ = held(rec, [0], max_items=2, max_merge=50, on_full=lambda: full.append(1))
     seqs = [w.submit([i]) for i in range(1, 101)]  # 100 bursts; room for 2 writes of 50
     assert full == [], "submit waited for room"
     assert seqs == list(range(2, 102))

@@ -73,7 +73,11 @@ def stop_spilling_to(folder: Path) -> None:
 
 COMPACT_AT = 32
 """A sliding window kept in arrays with a moving start drops its expired prefix once it is
-at least this long and at least half of the arrays (amortised O(1) per sample)."""
+at least this long and at least a quarter of the arrays (:data:`COMPACT_SHARE`)."""
+COMPACT_SHARE = 4
+"""The prefix is dropped once it is at least 1 / ``COMPACT_SHARE`` of the arrays: a window
+then holds at most a third more than its samples (a half would allow twice as many), for a
+copy of three values per sample added (amortised O(1), a ``memmove``)."""
 
 
 class RowBuffer:
@@ -145,9 +149,9 @@ class RowBuffer:
         offset = np.nan_to_num(np.asarray(self._offset, dtype=np.float64), nan=0.0)
         return data.reshape(len(data) // self.width, self.width) + offset
 
-    def row_lists(self) -> list[list[float]]:
-        """All rows as lists of floats (float64), without numpy: the same values as
-        :meth:`matrix`."""
+    def columns(self) -> list[list[float]]:
+        """All values column by column, as lists of floats (float64), without numpy: the
+        same numbers as :meth:`matrix`'s columns."""
         values = array("f")
         if self._file is not None:
             try:
@@ -158,10 +162,11 @@ class RowBuffer:
             del values[len(values) - len(values) % self.width:]
         values.extend(self._data)
         w = self.width
-        offset = [0.0 if o != o else o for o in self._offset]
-        return [
-            [values[i + j] + offset[j] for j in range(w)] for i in range(0, len(values), w)
-        ]
+        columns = []
+        for j, o in enumerate(self._offset):
+            offset = 0.0 if o != o else o
+            columns.append([v + offset for v in values[j::w]])
+        return columns
 
     def clear(self) -> None:
         """Forget every row (and release the memory and the spill file)."""

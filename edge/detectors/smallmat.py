@@ -16,35 +16,6 @@ Vector = list[float]
 Matrix = list[list[float]]
 
 
-def column_means(rows: Sequence[Sequence[float]], width: int) -> Vector:
-    """The mean of each column (``rows`` must not be empty)."""
-    sums = [0.0] * width
-    for row in rows:
-        for j in range(width):
-            sums[j] += row[j]
-    n = len(rows)
-    return [s / n for s in sums]
-
-
-def covariance(rows: Sequence[Sequence[float]], mean: Sequence[float]) -> Matrix:
-    """The sample covariance (divided by n - 1) of ``rows`` about ``mean``."""
-    d = len(mean)
-    acc = [[0.0] * d for _ in range(d)]
-    for row in rows:
-        diff = [row[j] - mean[j] for j in range(d)]
-        for i in range(d):
-            di = diff[i]
-            line = acc[i]
-            for j in range(i, d):
-                line[j] += di * diff[j]
-    n = max(1, len(rows) - 1)
-    for i in range(d):
-        for j in range(i, d):
-            acc[i][j] /= n
-            acc[j][i] = acc[i][j]
-    return acc
-
-
 def inverse(matrix: Sequence[Sequence[float]]) -> Matrix:
     """The inverse by Gauss-Jordan elimination with partial pivoting.
 

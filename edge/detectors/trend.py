@@ -36,6 +36,7 @@ from device_profiles.site import DeviceConfig
 from edge.detectors.base import DetectorConfigError, Finding, MonitorBase, register
 from edge.detectors.common import Episode, Hysteresis, Params, event_type, numeric_fields
 from edge.detectors.compact import COMPACT_AT as _COMPACT_AT
+from edge.detectors.compact import COMPACT_SHARE as _COMPACT_SHARE
 
 _REBASE_H = 1000.0
 
@@ -82,7 +83,7 @@ class LinearTrend:
     With ``recent_s`` shorter than the window, a second line through the samples of the
     last ``recent_s`` seconds is kept over the same samples (:meth:`fit_recent`). The
     samples live in two float64 arrays (16 bytes a sample) with a moving start; the expired
-    prefix is dropped once it is at least half of the arrays.
+    prefix is dropped once it is at least a quarter of the arrays.
     """
 
     __slots__ = ("_all", "_recent", "_ref", "_rstart", "_start", "_t", "_v", "recent_h",
@@ -129,7 +130,7 @@ class LinearTrend:
                 recent.add(times[j], values[j], -1.0)
                 j += 1
             self._rstart = j
-        if i >= _COMPACT_AT and 2 * i >= len(times):
+        if i >= _COMPACT_AT and _COMPACT_SHARE * i >= len(times):
             del times[:i]
             del values[:i]
             self._rstart -= i
