@@ -16,8 +16,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from device_profiles.loader import load_profiles
 from device_profiles.messages import Reading
@@ -27,7 +26,7 @@ START = 1_767_571_200.0
 
 
 class NullTransport:
-    def post(self, site_id: str, items: Sequence[Mapping[str, Any]]) -> None:
+    def post(self, site_id: str, items: Sequence[bytes]) -> None:
         return None
 
     def close(self) -> None:

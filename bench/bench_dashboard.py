@@ -23,7 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class _NullTransport:
-    def post(self, site_id: str, items: Sequence[Mapping[str, Any]]) -> None:
+    def post(self, site_id: str, items: Sequence[bytes]) -> None:
         return None
 
     def close(self) -> None:

@@ -76,6 +76,8 @@ from tests.servers import mosquitto
 from tests.servers_tsdb import victoria_metrics
 
 MB = 1024 * 1024
+PROGRESS_EVERY = 60.0
+"""Seconds between progress lines on stderr."""
 CYCLE = 30
 """Samples of each device's own model that the replay publisher loops over."""
 
@@ -231,13 +233,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sim = spawn("publisher", cmd, tmp)
         samples: list[tuple[float, int]] = []
         received: list[tuple[float, float]] = []
+        queue_peak = 0.0
         started = time.monotonic()
+        next_progress = 0.0
+        print(f"memory run: {args.duration / 60:.0f} min, RSS sampled every {args.sample:g} s "
+              "(a progress line a minute)", file=sys.stderr, flush=True)
         while sim.alive():
             if not edge.process.alive():
                 raise BenchError(f"the agent died: {edge.process.tail()}")
             t = time.monotonic() - started
             samples.append((t, rss_bytes(edge.process.pid)))
-            received.append((t, edge.metrics().get("messages_received", 0.0)))
+            now = edge.metrics()
+            received.append((t, now.get("messages_received", 0.0)))
+            queue_peak = max(queue_peak, now.get("queue_depth", 0.0))
+            if t >= next_progress:
+                next_progress += PROGRESS_EVERY
+                print(f"  {t / 60:5.1f} min: RSS {samples[-1][1] / MB:6.1f} MiB, "
+                      f"{received[-1][1]:,.0f} messages received, "
+                      f"{now.get('model_fits', 0.0):,.0f} models fitted", file=sys.stderr,
+                      flush=True)
             time.sleep(args.sample)
             if t > args.duration + 300:
                 sim.stop()
@@ -275,6 +289,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "agent_received": int(got),
         "agent_rejected": int(final.get("rejects", 0)),
         "agent_queue_at_end": int(final.get("queue_depth", 0)),
+        "agent_queue_peak_sampled": int(queue_peak),
+        "models_fitted": int(final.get("model_fits", 0)),
+        "model_fit_seconds": round(final.get("model_fit_seconds", 0.0), 1),
         "events_raised": int(final.get("events", 0)),
         "agent_cpu": {
             "seconds": round(cpu_used, 1),
@@ -300,7 +317,8 @@ def summary(r: dict[str, Any]) -> str:
     return (
         f"edge agent with {r['devices']} devices, {r['duration_s']:.0f} s at "
         f"{r['published_per_s']:.0f} msg/s ({r['agent_received']} of {r['published']} received,"
-        f" queue {r['agent_queue_at_end']} at the end):\n"
+        f" queue {r['agent_queue_at_end']} at the end, {r['agent_queue_peak_sampled']} at most"
+        f" when sampled; {r['models_fitted']} models fitted in {r['model_fit_seconds']} s):\n"
         f"  RSS idle with all monitors built {m['baseline_idle_all_monitors_built']:.0f} MB, "
         f"warm {m['warm']:.0f} MB, end {m['end']:.0f} MB, peak {m['peak']:.0f} MB "
         f"(end/idle {r['ratio_end_to_baseline']}x)\n"

@@ -50,7 +50,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+MALLOC_ARENAS = 2
+"""C allocator arenas the agent process uses at most (glibc's default is 8 per core): its
+threads share the GIL, so more arenas buy no speed, only freed memory spread over more heaps
+(see :mod:`edge.allocator`)."""
+
+
 def run(args: argparse.Namespace) -> int:
+    from edge.allocator import limit_arenas
+
+    limit_arenas(MALLOC_ARENAS)  # before any thread starts
     from device_profiles.loader import ProfileError, load_profiles
     from device_profiles.site import SiteConfigError, load_site
     from edge.detectors.base import DetectorConfigError

@@ -2,7 +2,9 @@
 
 Each sub-command lives with the part it belongs to: its module exposes
 ``configure(parser)`` (cheap to import: heavy libraries are imported inside ``run``) and
-``run(args) -> int``. This file is only the table of sub-commands.
+``run(args) -> int``. This file is only the table of sub-commands. Only the module of the
+sub-command being run is imported (``gatehouse edge`` does not load the demo's or the cloud's
+modules: on a gateway box every megabyte of the agent's memory counts).
 """
 
 from __future__ import annotations
@@ -30,7 +32,31 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def keep_imports_lean() -> None:
+    """Stop libraries from importing what no gatehouse command uses.
+
+    httpx imports its command-line client (click, rich, pygments: about 5 MB resident) when
+    those happen to be installed, and they are (amqtt, the demo's broker, needs rich). A
+    ``None`` in ``sys.modules`` makes that optional import fail, and httpx then defines a
+    stub ``httpx.main`` instead; the HTTP client itself is unaffected.
+    """
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (``None`` if there is none, or only options)."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--log-level":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only``, the options of that sub-command alone (the
+    others are listed but their modules are not imported)."""
     parser = argparse.ArgumentParser(
         prog="gatehouse",
         description="IoT edge gateway and device-telemetry platform for residential estates.",
@@ -44,15 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
         sp = sub.add_parser(name, help=help_text, description=help_text)
-        module.configure(sp)
+        if only is None or name == only:
+            importlib.import_module(module_name).configure(sp)
         sp.set_defaults(_module=module_name)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    keep_imports_lean()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(only=command_of(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level),
