@@ -61,9 +61,35 @@ class EstateLayout(_Strict):
     meters_per_building: int = Field(default=3, ge=0, le=1000)
     gates: int = Field(default=2, ge=0, le=100)
     cameras_per_building: int = Field(default=1, ge=0, le=20)
+    device_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Params for generated devices, by id (``b1-pump-1: {duty: continuous}``); merged over
+    the layout's own params. An id the layout does not generate is an error."""
+
+    @model_validator(mode="after")
+    def _params_name_devices(self) -> EstateLayout:
+        if self.device_params:
+            known = {d.id for d in self._generate()}
+            unknown = sorted(set(self.device_params) - known)
+            if unknown:
+                raise ValueError(
+                    f"device_params names devices the layout does not generate: "
+                    f"{', '.join(unknown[:10])} (ids look like b1-pump-1, gate-2)"
+                )
+        return self
 
     def devices(self) -> list[DeviceConfig]:
         """Expand the layout into devices with stable ids (``b1-elev-1``, ``b2-pump-2``...)."""
+        out = self._generate()
+        if not self.device_params:
+            return out
+        return [
+            d.model_copy(update={"params": {**d.params, **self.device_params[d.id]}})
+            if d.id in self.device_params
+            else d
+            for d in out
+        ]
+
+    def _generate(self) -> list[DeviceConfig]:
         out: list[DeviceConfig] = []
         for b in range(1, self.buildings + 1):
             bname = f"B{b}"

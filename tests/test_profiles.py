@@ -133,3 +133,21 @@ def test_site_config_expands_estate_and_rejects_duplicates(tmp_path: Path) -> No
     path.write_text("site_id: s1\ndevices: [{id: a, kind: toaster}]\n")
     with pytest.raises(SiteConfigError, match=r"devices\.0\.kind"):
         load_site(path)
+
+
+def test_estate_device_params_reach_generated_devices_and_name_unknown_ids(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        "site_id: s1\nestate:\n  buildings: 2\n  device_params:\n"
+        "    b2-pump-1: {duty: continuous}\n    b1-meter-1: {tariff: night}\n"
+    )
+    devices = {d.id: d for d in load_site(path).all_devices()}
+    assert devices["b2-pump-1"].params == {"duty": "continuous"}
+    assert devices["b1-pump-1"].params == {}
+    # merged over the layout's own params (the first meter of a building is common-area)
+    assert devices["b1-meter-1"].params == {"common_area": True, "tariff": "night"}
+    path.write_text("site_id: s1\nestate: {buildings: 1, device_params: {b3-pump-1: {}}}\n")
+    with pytest.raises(SiteConfigError, match="b3-pump-1"):
+        load_site(path)
