@@ -215,9 +215,14 @@ def run(args: argparse.Namespace) -> int:
         estate=EstateLayout(
             buildings=args.buildings,
             floors=args.floors,
-            # Bearing wear shows only while the pump runs; at night a pump on its schedule
-            # runs a few minutes in every half hour, so the demo's worn pump never pauses.
-            device_params={"b1-pump-1": {"duty": "continuous"}},
+            # The demo's faults show at any hour: bearing wear only while the pump runs (at
+            # night a pump runs a few minutes in every half hour), a door fault only when the
+            # door cycles (a few calls an hour at night), so that pump never pauses and that
+            # elevator is a busy one.
+            device_params={
+                "b1-pump-1": {"duty": "continuous"},
+                "b1-elev-2": {"busyness": 4.0},
+            },
         ),
     )
     provision_site(settings, site.site_id, site.name, site.all_devices())

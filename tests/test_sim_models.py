@@ -141,6 +141,18 @@ def test_elevator_trips_are_busier_at_rush_hours_and_doors_cycle_5_to_7_s() -> N
     assert max(cycles) < 9.0
 
 
+def test_elevator_busyness_param_scales_its_night_traffic() -> None:
+    def night_door_cycles(params: dict[str, object]) -> int:
+        car = DeviceConfig(id="elev-b", kind="elevator", params=params)
+        window = simulate_offline([car], MONDAY + 1 * 3600, MONDAY + 4 * 3600, seed=5)
+        return sum("door_cycle_s" in s.values for _, s in window)
+
+    quiet, busy = night_door_cycles({}), night_door_cycles({"busyness": 4.0})
+    assert quiet >= 2  # a few calls an hour, two door cycles each
+    assert busy > 2.5 * quiet
+    assert night_door_cycles({"busyness": 0}) == 0
+
+
 def test_pump_runs_duty_cycles_with_consistent_signals() -> None:
     pump = DeviceConfig(id="pump-x", kind="water_pump")
     running = idle = 0

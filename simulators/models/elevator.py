@@ -69,7 +69,9 @@ class ElevatorModel(DeviceModel):
         n = self.noise
         self.floors = max(2, int(floors or device.params.get("floors", 18)))
         self.door_base = n.uniform(5.2, 6.2)
-        self.busyness = n.uniform(0.8, 1.2)
+        self.busyness = n.uniform(0.8, 1.2)  # drawn even when set, so seeds stay put
+        if "busyness" in device.params:
+            self.busyness = max(0.0, float(device.params["busyness"]))
         self.pos = float(int(n.uniform(0, self.floors)))
         self.load = 0.0
         self.phase = "idle"
