@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -157,17 +156,13 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
 
 
-def _let_broker_write(workdir: Path) -> None:
-    """Started as root, Mosquitto drops to the ``mosquitto`` user; its persistence folder
-    must then belong to that user, or every save fails ("Permission denied") and a restart
-    silently forgets every session and queued message."""
-    if os.geteuid() != 0:
-        return
-    try:
-        entry = pwd.getpwnam("mosquitto")
-    except KeyError:
-        return
-    os.chown(workdir, entry.pw_uid, entry.pw_gid)
+def _run_as_line() -> str:
+    """As root, keep Mosquitto root. It would drop to the ``mosquitto`` user, which cannot
+    reach a folder under a private parent (pytest's ``/tmp/pytest-of-root`` is 0700, so
+    chown-ing the folder itself is not enough): every persistence save then fails
+    ("Permission denied") and a restart silently forgets every session and queued message,
+    losing what the edge had not yet read. The broker is private and on loopback."""
+    return "user root\n" if os.geteuid() == 0 else ""
 
 
 class Broker:
@@ -187,11 +182,11 @@ class Broker:
         self.workdir = workdir
         self.port = port or free_port()
         workdir.mkdir(parents=True, exist_ok=True)
-        _let_broker_write(workdir)
         conf = workdir / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-            f"persistence true\npersistence_location {workdir}/\n"
+            + _run_as_line()
+            + f"persistence true\npersistence_location {workdir}/\n"
             "autosave_interval 5\n"
             "max_queued_messages 0\nmax_inflight_messages 0\n"
             "log_dest stderr\nlog_type error\nlog_type warning\n",
@@ -224,3 +219,8 @@ class Broker:
         """Error lines of the broker's log (for example failed persistence saves)."""
         return [line for line in self.process.log_tail(200_000).splitlines()
                 if "Error" in line]
+
+    def persistence_failed(self) -> bool:
+        """Whether the broker failed to save its state (its restart then lost sessions)."""
+        return any("Permission denied" in line or "persist" in line.lower()
+                   for line in self.errors())

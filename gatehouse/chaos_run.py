@@ -72,6 +72,7 @@ class ChaosRun:
         self.kill_integrity: list[str] = []
         self.disk: dict[str, Any] = {}
         self.notes: list[str] = []
+        self.broker_state_lost = False
         self.edge_metrics: dict[str, float] = {}
         self.edge_health_at_end: dict[str, Any] | None = None
         self.hostile_result: dict[str, Any] = {}
@@ -226,6 +227,7 @@ class ChaosRun:
             if broker_errors:
                 self.notes.append(f"broker log has {len(broker_errors)} error line(s), first: "
                                   f"{broker_errors[0]}")
+            self.broker_state_lost = broker.persistence_failed()
             stores = read_edge_stores(data_dir)
             events, orders = read_cloud(database_url, self.site_id)
             result = audit(load.confirmed, events, orders, stores,
@@ -402,6 +404,11 @@ class ChaosRun:
             failures.append("SQLite integrity check failed")
         if drained < 0:
             failures.append("the backlog did not drain in time")
+        if self.broker_state_lost:
+            failures.append(
+                "the broker could not save its state (see notes), so its restart forgot the "
+                "edge's session: events lost then are the test broker's, not the edge's; "
+                "give the broker a folder it can write")
         if self.disk and not self.disk.get("skipped"):
             if not self.disk.get("edge_alive_while_full"):
                 failures.append("the edge died while the disk was full")

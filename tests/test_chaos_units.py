@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -215,3 +216,49 @@ def test_every_hostile_message_is_refused_by_the_edge_validator() -> None:
     assert sum(reasons.values()) == 2000
     assert len(reasons) >= 10
     assert messages == hostile_messages("s1", "b1-pump-1", "g1", 2000, seed=3, now=1.8e9)
+
+
+def test_the_chaos_broker_keeps_a_queued_message_across_its_restart(tmp_path: Path) -> None:
+    """Under a private parent (pytest's own tmp root is 0700) the broker must still save
+    its state: a restart that forgot the edge's session lost events in CI."""
+    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        pytest.skip("needs the mosquitto binary")
+    import paho.mqtt.client as mqtt
+
+    from gatehouse.chaos_procs import Broker
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    broker = Broker(private / "broker")
+    broker.start()
+
+    got: list[bytes] = []
+
+    def client(cid: str) -> mqtt.Client:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=False)
+        c.on_message = lambda _c, _u, m: got.append(m.payload)
+        c.connect("127.0.0.1", broker.port)
+        c.loop_start()
+        return c
+
+    try:
+        sub = client("chaos-test-sub")
+        sub.subscribe("t/#", qos=1)
+        time.sleep(0.5)
+        sub.disconnect()
+        sub.loop_stop()
+        pub = client("chaos-test-pub")
+        pub.publish("t/1", b"queued", qos=1).wait_for_publish(5)
+        pub.disconnect()
+        pub.loop_stop()
+        broker.restart()
+        sub = client("chaos-test-sub")
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.1)
+        sub.disconnect()
+        sub.loop_stop()
+    finally:
+        broker.stop()
+    assert got == [b"queued"], broker.errors()
+    assert not broker.persistence_failed(), broker.errors()
