@@ -184,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
     from simulators.models import FaultSpec
     from simulators.publisher import EstatePublisher
 
+    # one line per HTTP request (the edge's posts, the demo's own polling) would bury the
+    # demo's progress lines; failures still show as warnings from the callers
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     data = Path(args.data_dir).resolve()
     if data.exists():
         shutil.rmtree(data)
