@@ -222,5 +222,5 @@ class Broker:
 
     def persistence_failed(self) -> bool:
         """Whether the broker failed to save its state (its restart then lost sessions)."""
-        return any("Permission denied" in line or "persist" in line.lower()
-                   for line in self.errors())
+        return any(word in line.lower() for line in self.errors()
+                   for word in ("permission denied", "persist", "saving"))

@@ -151,6 +151,9 @@ def test_elevator_busyness_param_scales_its_night_traffic() -> None:
     assert quiet >= 2  # a few calls an hour, two door cycles each
     assert busy > 2.5 * quiet
     assert night_door_cycles({"busyness": 0}) == 0
+    for bad in ("lots", -1, float("nan")):
+        with pytest.raises(ValueError, match=r"elev-b: params\.busyness must be a number"):
+            night_door_cycles({"busyness": bad})
 
 
 def test_pump_runs_duty_cycles_with_consistent_signals() -> None:

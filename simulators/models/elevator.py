@@ -71,7 +71,7 @@ class ElevatorModel(DeviceModel):
         self.door_base = n.uniform(5.2, 6.2)
         self.busyness = n.uniform(0.8, 1.2)  # drawn even when set, so seeds stay put
         if "busyness" in device.params:
-            self.busyness = max(0.0, float(device.params["busyness"]))
+            self.busyness = _busyness(device)
         self.pos = float(int(n.uniform(0, self.floors)))
         self.load = 0.0
         self.phase = "idle"
@@ -304,3 +304,18 @@ def _run_profile(dist: float, t: float) -> tuple[float, float]:
         return 0.5 * ACCEL * t * t, ACCEL * t
     r = total - t
     return dist - 0.5 * ACCEL * r * r, ACCEL * r
+
+
+def _busyness(device: DeviceConfig) -> float:
+    """``params.busyness``: a number >= 0 scaling the car's traffic."""
+    value = device.params["busyness"]
+    try:
+        busyness = float(value)
+    except (TypeError, ValueError):
+        busyness = -1.0
+    if not 0.0 <= busyness < math.inf:
+        raise ValueError(
+            f"device {device.id}: params.busyness must be a number >= 0 (1 is a usual car, "
+            f"4 a busy tower), not {value!r}"
+        )
+    return busyness
