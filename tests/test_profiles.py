@@ -151,3 +151,6 @@ def test_estate_device_params_reach_generated_devices_and_name_unknown_ids(
     path.write_text("site_id: s1\nestate: {buildings: 1, device_params: {b3-pump-1: {}}}\n")
     with pytest.raises(SiteConfigError, match="b3-pump-1"):
         load_site(path)
+    path.write_text("site_id: s1\nestate: {buildings: 1, device_params: {b1-pump-1: 7}}\n")
+    with pytest.raises(SiteConfigError, match=r"estate\.device_params\.b1-pump-1"):
+        load_site(path)
